@@ -1,0 +1,48 @@
+# selfextend-gguf: the two commands that matter are `make run` and `make test`.
+# Both create .venv, install the build tools and the package into it, and run.
+
+PYTHON  ?= python3
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+PIP     := $(PY) -m pip --disable-pip-version-check
+# extra CMake settings, e.g. CMAKE_ARGS="-DGGML_CUDA=on" make install
+CMAKE_ARGS ?=
+# a local llama.cpp tree for development (patched in place): make install LLAMA_DEV=../llama.cpp
+LLAMA_DEV ?=
+
+ifneq ($(LLAMA_DEV),)
+SKBUILD_DEFINES := -Ccmake.define.SELFEXTEND_LLAMA_DIR=$(abspath $(LLAMA_DEV))
+endif
+
+.PHONY: run test test-fast install patches clean
+
+$(VENV)/.tools:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q "scikit-build-core>=0.10" "pybind11>=2.12" ninja "cmake>=3.21" numpy "gguf>=0.10" "pytest>=7"
+	touch $@
+
+# incremental: the build directory build/<wheel tag> is kept between installs
+install: $(VENV)/.tools
+	CMAKE_ARGS="$(CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+		$(PIP) install -q --no-build-isolation -e ".[test]" $(SKBUILD_DEFINES)
+
+# the main job: passkey retrieval beyond the default model's trained window,
+# vanilla against Self-Extend
+run: install
+	$(VENV)/bin/selfextend-gguf demo
+
+test: install
+	$(PY) -m pytest -ra tests
+
+# everything but the tests on the real default model
+test-fast: install
+	$(PY) -m pytest -ra -m "not real_model" tests
+
+# regenerate patches/ from a development tree whose commits sit on a tag `pin`
+patches:
+	test -n "$(LLAMA_DEV)" || (echo "usage: make patches LLAMA_DEV=path/to/llama.cpp" && false)
+	rm -f patches/[0-9][0-9][0-9][0-9]-*.patch
+	git -C $(LLAMA_DEV) format-patch -q --no-signature --zero-commit -N -o $(abspath patches) pin..HEAD
+
+clean:
+	rm -rf build $(VENV)

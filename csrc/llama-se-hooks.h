@@ -1,0 +1,35 @@
+// Hooks that the patched llama.cpp sources call (see patches/README.md).
+// Everything behind them lives in csrc/; the patches only add these call sites.
+#pragma once
+
+#include <cstdint>
+
+struct ggml_tensor;
+struct llama_cparams;
+struct llm_graph_context;
+class  llm_graph_input_attn_kv;
+class  llm_graph_input_self_extend;
+
+// Creates and registers this graph's Self-Extend inputs (positions and the neighbor
+// selection) for a KV-cache attention input; nullptr when Self-Extend is off.
+llm_graph_input_self_extend * llama_se_build_inp(const llm_graph_context & gctx, llm_graph_input_attn_kv * inp);
+
+// Exact Self-Extend attention for layer il, or nullptr when it does not apply to this
+// layer or graph (the caller then runs the stock attention).
+//   q_roped: queries roped at their true positions, before any Hadamard rotation
+//   q, k, v: what the stock path would use (k, v are views of the KV cache)
+ggml_tensor * llama_se_build_attn(
+        const llm_graph_context      & gctx,
+        const llm_graph_input_attn_kv * inp,
+        ggml_tensor * q_roped,
+        ggml_tensor * q,
+        ggml_tensor * k,
+        ggml_tensor * v,
+        ggml_tensor * kq_mask,
+        ggml_tensor * kq_b,
+        ggml_tensor * sinks,
+        float         kq_scale,
+        int           il);
+
+// Extra graph nodes that Self-Extend adds (llama_context::graph_max_nodes).
+uint32_t llama_se_graph_extra_nodes(const llama_cparams & cparams, uint32_t n_layer);

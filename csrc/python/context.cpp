@@ -1,0 +1,219 @@
+// _core.Context: a llama.cpp context (KV cache + compute) over a Model, with Self-Extend.
+
+#include "core.h"
+
+#include "llama-selfextend.h"
+
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+
+#include <atomic>
+#include <cstring>
+#include <stdexcept>
+#include <tuple>
+#include <vector>
+
+namespace {
+
+struct Context {
+    std::shared_ptr<Model> model;
+    llama_context * ctx = nullptr;
+    std::atomic<bool> abort_requested{false};
+
+    ~Context() {
+        if (ctx) {
+            llama_free(ctx);
+        }
+    }
+};
+
+bool abort_callback(void * data) {
+    return static_cast<Context *>(data)->abort_requested.load();
+}
+
+struct ContextOptions {
+    uint32_t n_ctx = 0;
+    uint32_t n_batch = 512;
+    uint32_t n_ubatch = 512;
+    uint32_t n_seq_max = 1;
+    int32_t  n_threads = 1;
+    int32_t  n_threads_batch = 1;
+    int      type_k = GGML_TYPE_F16;
+    int      type_v = GGML_TYPE_F16;
+    bool     flash_attn = false;
+    bool     kv_unified = true;
+    int      rope_scaling_type = LLAMA_ROPE_SCALING_TYPE_UNSPECIFIED;
+    float    rope_freq_base = 0.0f;
+    float    rope_freq_scale = 0.0f;
+    float    yarn_ext_factor = -1.0f;
+    uint32_t yarn_orig_ctx = 0;
+};
+
+std::unique_ptr<Context> create_context(std::shared_ptr<Model> model, const ContextOptions & o) {
+    llama_context_params p = llama_context_default_params();
+    p.n_ctx             = o.n_ctx;
+    p.n_batch           = o.n_batch;
+    p.n_ubatch          = o.n_ubatch;
+    p.n_seq_max         = o.n_seq_max;
+    p.n_threads         = o.n_threads;
+    p.n_threads_batch   = o.n_threads_batch;
+    p.type_k            = (ggml_type) o.type_k;
+    p.type_v            = (ggml_type) o.type_v;
+    p.flash_attn_type   = o.flash_attn ? LLAMA_FLASH_ATTN_TYPE_ENABLED : LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    p.kv_unified        = o.kv_unified;
+    p.rope_scaling_type = (llama_rope_scaling_type) o.rope_scaling_type;
+    p.rope_freq_base    = o.rope_freq_base;
+    p.rope_freq_scale   = o.rope_freq_scale;
+    p.yarn_ext_factor   = o.yarn_ext_factor;
+    p.yarn_orig_ctx     = o.yarn_orig_ctx;
+    p.no_perf           = false;
+
+    auto c = std::make_unique<Context>();
+    c->model = std::move(model);
+    p.abort_callback      = abort_callback;
+    p.abort_callback_data = c.get();
+    {
+        py::gil_scoped_release release;
+        c->ctx = llama_init_from_model(c->model->model, p);
+    }
+    if (c->ctx == nullptr) {
+        throw std::runtime_error("llama.cpp could not create a context (out of memory, or cache types it cannot "
+                                 "combine: a quantized V cache needs flash_attn=True); run with verbose=True for details");
+    }
+    return c;
+}
+
+py::array_t<float> decode(Context & c, const std::vector<llama_token> & tokens, llama_pos pos0,
+                          llama_seq_id seq_id, bool logits_all) {
+    const int32_t n = (int32_t) tokens.size();
+    if (n == 0) {
+        throw std::invalid_argument("decode needs at least one token");
+    }
+    if ((uint32_t) n > llama_n_batch(c.ctx)) {
+        throw std::invalid_argument("more tokens than n_batch in one decode call");
+    }
+    const int32_t n_vocab = llama_vocab_n_tokens(c.model->vocab);
+    for (llama_token t : tokens) {
+        if (t < 0 || t >= n_vocab) {
+            throw std::invalid_argument("token id " + std::to_string(t) + " is outside the vocabulary");
+        }
+    }
+    if (pos0 < 0 || (int64_t) pos0 + n > (int64_t) llama_n_ctx(c.ctx)) {
+        throw std::invalid_argument("positions exceed the context size n_ctx");
+    }
+    if (seq_id < 0 || (uint32_t) seq_id >= llama_n_seq_max(c.ctx)) {
+        throw std::invalid_argument("seq_id outside [0, n_seq_max)");
+    }
+
+    llama_batch batch = llama_batch_init(n, 0, 1);
+    for (int32_t i = 0; i < n; ++i) {
+        batch.token[i]     = tokens[i];
+        batch.pos[i]       = pos0 + i;
+        batch.n_seq_id[i]  = 1;
+        batch.seq_id[i][0] = seq_id;
+        batch.logits[i]    = logits_all || i == n - 1;
+    }
+    batch.n_tokens = n;
+
+    c.abort_requested = false;
+    int32_t rc;
+    {
+        py::gil_scoped_release release;
+        rc = llama_decode(c.ctx, batch);
+    }
+    llama_batch_free(batch);
+
+    if (rc == 2) {
+        throw std::runtime_error("decode aborted");
+    }
+    if (rc != 0) {
+        throw std::runtime_error(rc == 1 ? "llama_decode found no KV cache slot for the batch (context full)"
+                                         : "llama_decode failed with code " + std::to_string(rc));
+    }
+
+    const int32_t n_out = logits_all ? n : 1;
+    py::array_t<float> out({(py::ssize_t) n_out, (py::ssize_t) n_vocab});
+    const float * logits = llama_get_logits(c.ctx);
+    std::memcpy(out.mutable_data(), logits, sizeof(float) * (size_t) n_out * n_vocab);
+    return out;
+}
+
+}  // namespace
+
+void bind_context(py::module_ & m) {
+    py::class_<ContextOptions>(m, "ContextOptions")
+        .def(py::init<>())
+        .def_readwrite("n_ctx", &ContextOptions::n_ctx)
+        .def_readwrite("n_batch", &ContextOptions::n_batch)
+        .def_readwrite("n_ubatch", &ContextOptions::n_ubatch)
+        .def_readwrite("n_seq_max", &ContextOptions::n_seq_max)
+        .def_readwrite("n_threads", &ContextOptions::n_threads)
+        .def_readwrite("n_threads_batch", &ContextOptions::n_threads_batch)
+        .def_readwrite("type_k", &ContextOptions::type_k)
+        .def_readwrite("type_v", &ContextOptions::type_v)
+        .def_readwrite("flash_attn", &ContextOptions::flash_attn)
+        .def_readwrite("kv_unified", &ContextOptions::kv_unified)
+        .def_readwrite("rope_scaling_type", &ContextOptions::rope_scaling_type)
+        .def_readwrite("rope_freq_base", &ContextOptions::rope_freq_base)
+        .def_readwrite("rope_freq_scale", &ContextOptions::rope_freq_scale)
+        .def_readwrite("yarn_ext_factor", &ContextOptions::yarn_ext_factor)
+        .def_readwrite("yarn_orig_ctx", &ContextOptions::yarn_orig_ctx);
+
+    py::class_<Context>(m, "Context")
+        .def(py::init(&create_context), py::arg("model"), py::arg("options"))
+        .def("decode", &decode, py::arg("tokens"), py::arg("pos0"), py::arg("seq_id") = 0,
+             py::arg("logits_all") = false,
+             "Evaluate tokens at positions pos0.. of sequence seq_id; returns the logits of the "
+             "last token, or of every token with logits_all. The GIL is released meanwhile.")
+        .def("request_abort", [](Context & c) { c.abort_requested = true; },
+             "Ask a running decode (in another thread) to stop after its current ubatch.")
+        .def("n_ctx",     [](const Context & c) { return llama_n_ctx(c.ctx); })
+        .def("n_batch",   [](const Context & c) { return llama_n_batch(c.ctx); })
+        .def("n_ubatch",  [](const Context & c) { return llama_n_ubatch(c.ctx); })
+        .def("n_seq_max", [](const Context & c) { return llama_n_seq_max(c.ctx); })
+        .def("set_n_threads", [](Context & c, int32_t n, int32_t n_batch) { llama_set_n_threads(c.ctx, n, n_batch); },
+             py::arg("n_threads"), py::arg("n_threads_batch"))
+        .def("memory_clear", [](Context & c) { llama_memory_clear(llama_get_memory(c.ctx), true); })
+        .def("seq_rm", [](Context & c, llama_seq_id s, llama_pos p0, llama_pos p1) {
+            return llama_memory_seq_rm(llama_get_memory(c.ctx), s, p0, p1);
+        }, py::arg("seq_id"), py::arg("p0"), py::arg("p1"))
+        .def("seq_add", [](Context & c, llama_seq_id s, llama_pos p0, llama_pos p1, llama_pos delta) {
+            llama_memory_seq_add(llama_get_memory(c.ctx), s, p0, p1, delta);
+        }, py::arg("seq_id"), py::arg("p0"), py::arg("p1"), py::arg("delta"))
+        .def("seq_div", [](Context & c, llama_seq_id s, llama_pos p0, llama_pos p1, int d) {
+            if (d < 1) {
+                throw std::invalid_argument("seq_div divisor must be >= 1");
+            }
+            llama_memory_seq_div(llama_get_memory(c.ctx), s, p0, p1, d);
+        }, py::arg("seq_id"), py::arg("p0"), py::arg("p1"), py::arg("d"))
+        .def("seq_pos_max", [](const Context & c, llama_seq_id s) {
+            return llama_memory_seq_pos_max(llama_get_memory(c.ctx), s);
+        }, py::arg("seq_id"))
+        .def("set_self_extend", [](Context & c, int32_t n_group, int32_t n_window) {
+            int32_t status;
+            {
+                py::gil_scoped_release release;
+                status = llama_set_self_extend(c.ctx, n_group, n_window);
+            }
+            if (status != LLAMA_SE_OK) {
+                throw std::invalid_argument(std::string("cannot enable Self-Extend: ") + llama_self_extend_strerror(status));
+            }
+        }, py::arg("n_group"), py::arg("n_window"), "Turn Self-Extend on (G >= 1, W >= 1) or off (G = 0).")
+        .def("get_self_extend", [](const Context & c) {
+            int32_t g = 0, w = 0;
+            llama_get_self_extend(c.ctx, &g, &w);
+            return std::make_tuple(g, w);
+        })
+        .def("perf", [](const Context & c) {
+            const llama_perf_context_data d = llama_perf_context(c.ctx);
+            py::dict r;
+            r["prompt_ms"] = d.t_p_eval_ms;
+            r["prompt_tokens"] = d.n_p_eval;
+            r["eval_ms"] = d.t_eval_ms;
+            r["eval_tokens"] = d.n_eval;
+            r["graphs_reused"] = d.n_reused;
+            return r;
+        })
+        .def("perf_reset", [](Context & c) { llama_perf_context_reset(c.ctx); })
+        .def("state_size", [](Context & c) { return llama_state_get_size(c.ctx); });
+}

@@ -1,0 +1,144 @@
+// _core.Model: a GGUF model and its vocabulary.
+
+#include "core.h"
+
+#include "llama-selfextend.h"
+
+#include <pybind11/stl.h>
+
+#include <optional>
+#include <stdexcept>
+#include <vector>
+
+Model::~Model() {
+    if (model) {
+        llama_model_free(model);
+    }
+}
+
+namespace {
+
+std::shared_ptr<Model> load_model(const std::string & path, int32_t n_gpu_layers, bool vocab_only) {
+    llama_model_params params = llama_model_default_params();
+    params.n_gpu_layers = n_gpu_layers;
+    params.vocab_only   = vocab_only;
+
+    llama_model * model = nullptr;
+    {
+        py::gil_scoped_release release;
+        model = llama_model_load_from_file(path.c_str(), params);
+    }
+    if (model == nullptr) {
+        throw std::invalid_argument("llama.cpp could not load '" + path +
+            "': not a valid GGUF model (truncated, corrupt, or an unsupported architecture); "
+            "run with verbose=True to see llama.cpp's reason");
+    }
+    auto result = std::make_shared<Model>();
+    result->model = model;
+    result->vocab = llama_model_get_vocab(model);
+    result->path  = path;
+    return result;
+}
+
+std::optional<std::string> meta_value(const Model & m, const std::string & key) {
+    std::vector<char> buf(256);
+    int32_t n = llama_model_meta_val_str(m.model, key.c_str(), buf.data(), buf.size());
+    if (n < 0) {
+        return std::nullopt;
+    }
+    if ((size_t) n >= buf.size()) {
+        buf.resize(n + 1);
+        n = llama_model_meta_val_str(m.model, key.c_str(), buf.data(), buf.size());
+    }
+    return std::string(buf.data(), n);
+}
+
+std::vector<llama_token> tokenize(const Model & m, const std::string & text, bool add_special, bool parse_special) {
+    if (text.size() > (size_t) INT32_MAX / 2) {
+        throw std::invalid_argument("text too long to tokenize");
+    }
+    std::vector<llama_token> tokens(text.size() + 8);
+    int32_t n = llama_tokenize(m.vocab, text.data(), (int32_t) text.size(), tokens.data(), (int32_t) tokens.size(),
+                               add_special, parse_special);
+    if (n < 0) {
+        tokens.resize(-n);
+        n = llama_tokenize(m.vocab, text.data(), (int32_t) text.size(), tokens.data(), (int32_t) tokens.size(),
+                           add_special, parse_special);
+    }
+    if (n < 0) {
+        throw std::runtime_error("tokenization failed");
+    }
+    tokens.resize(n);
+    return tokens;
+}
+
+void check_token(const Model & m, llama_token token) {
+    if (token < 0 || token >= llama_vocab_n_tokens(m.vocab)) {
+        throw std::invalid_argument("token id " + std::to_string(token) + " is outside the vocabulary [0, " +
+                                    std::to_string(llama_vocab_n_tokens(m.vocab)) + ")");
+    }
+}
+
+py::bytes token_to_piece(const Model & m, llama_token token, bool special) {
+    check_token(m, token);
+    std::vector<char> buf(64);
+    int32_t n = llama_token_to_piece(m.vocab, token, buf.data(), (int32_t) buf.size(), 0, special);
+    if (n < 0) {
+        buf.resize(-n);
+        n = llama_token_to_piece(m.vocab, token, buf.data(), (int32_t) buf.size(), 0, special);
+    }
+    return py::bytes(buf.data(), n < 0 ? 0 : n);
+}
+
+py::bytes detokenize(const Model & m, const std::vector<llama_token> & tokens, bool remove_special, bool unparse_special) {
+    for (llama_token t : tokens) {
+        check_token(m, t);
+    }
+    std::vector<char> buf(tokens.size() * 8 + 16);
+    int32_t n = llama_detokenize(m.vocab, tokens.data(), (int32_t) tokens.size(), buf.data(), (int32_t) buf.size(),
+                                 remove_special, unparse_special);
+    if (n < 0) {
+        buf.resize(-n);
+        n = llama_detokenize(m.vocab, tokens.data(), (int32_t) tokens.size(), buf.data(), (int32_t) buf.size(),
+                             remove_special, unparse_special);
+    }
+    return py::bytes(buf.data(), n < 0 ? 0 : n);
+}
+
+}  // namespace
+
+void bind_model(py::module_ & m) {
+    py::class_<Model, std::shared_ptr<Model>>(m, "Model")
+        .def(py::init(&load_model), py::arg("path"), py::arg("n_gpu_layers") = 0,
+             py::arg("vocab_only") = false)
+        .def_readonly("path", &Model::path)
+        .def("n_ctx_train", [](const Model & s) { return llama_model_n_ctx_train(s.model); })
+        .def("n_vocab",     [](const Model & s) { return llama_vocab_n_tokens(s.vocab); })
+        .def("n_embd",      [](const Model & s) { return llama_model_n_embd(s.model); })
+        .def("n_layer",     [](const Model & s) { return llama_model_n_layer(s.model); })
+        .def("rope_type",   [](const Model & s) { return (int) llama_model_rope_type(s.model); })
+        .def("size",        [](const Model & s) { return llama_model_size(s.model); })
+        .def("desc", [](const Model & s) {
+            char buf[256];
+            const int32_t n = llama_model_desc(s.model, buf, sizeof(buf));
+            return std::string(buf, n < 0 ? 0 : std::min<size_t>(n, sizeof(buf) - 1));
+        })
+        .def("meta", &meta_value, py::arg("key"), "A GGUF metadata value as a string, or None.")
+        .def("chat_template", [](const Model & s) -> std::optional<std::string> {
+            const char * t = llama_model_chat_template(s.model, nullptr);
+            return t ? std::optional<std::string>(t) : std::nullopt;
+        })
+        .def("tokenize", [](const Model & s, py::bytes text, bool add_special, bool parse_special) {
+            return tokenize(s, std::string(text), add_special, parse_special);
+        }, py::arg("text"), py::arg("add_special"), py::arg("parse_special"))
+        .def("token_to_piece", &token_to_piece, py::arg("token"), py::arg("special") = false)
+        .def("detokenize", &detokenize, py::arg("tokens"), py::arg("remove_special") = false,
+             py::arg("unparse_special") = false)
+        .def("token_bos", [](const Model & s) { return llama_vocab_bos(s.vocab); })
+        .def("token_eos", [](const Model & s) { return llama_vocab_eos(s.vocab); })
+        .def("token_eot", [](const Model & s) { return llama_vocab_eot(s.vocab); })
+        .def("add_bos",   [](const Model & s) { return llama_vocab_get_add_bos(s.vocab); })
+        .def("is_eog", [](const Model & s, llama_token t) { return llama_vocab_is_eog(s.vocab, t); }, py::arg("token"))
+        .def("self_extend_supported", [](const Model & s) { return llama_self_extend_supported(s.model); },
+             "0 if Self-Extend can serve this model, else a negative status (see self_extend_strerror).");
+}

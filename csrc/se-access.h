@@ -1,0 +1,23 @@
+// The one place where Self-Extend reaches private state of llama.cpp objects.
+// Patch 0002 declares llama_se_access a friend of these classes.
+#pragma once
+
+#include "llama-context.h"
+#include "llama-kv-cache.h"
+#include "llama-model.h"
+
+struct llama_se_access {
+    static llama_cparams & cparams(llama_context & ctx) { return ctx.cparams; }
+    static const llama_cparams & cparams(const llama_context & ctx) { return ctx.cparams; }
+
+    // rebuild the scheduler and compute buffers for the current cparams, now rather
+    // than inside the next llama_decode (which has no way to report a failure cleanly)
+    static void reserve_now(llama_context & ctx) {
+        ctx.sched_need_reserve = true;
+        ctx.sched_reserve();
+    }
+
+    static const llama_kv_cache & cache(const llama_kv_cache_context & mctx) { return *mctx.kv; }
+
+    static const llama_model & model(const llama_kv_cache & kv) { return kv.model; }
+};

@@ -1,0 +1,130 @@
+// Self-Extend C API: validation, settings, and scheduler re-reservation with rollback.
+// Everything that could make llama.cpp assert later is checked here first.
+
+#include "llama-selfextend.h"
+#include "se-access.h"
+
+#include "llama-arch.h"
+#include "llama-context.h"
+#include "llama-impl.h"
+#include "llama-kv-cache.h"
+#include "llama-model.h"
+
+#include <exception>
+
+namespace {
+
+// Architectures whose graph ropes q and k right before build_attn(kv) with nothing in
+// between that depends on the position (checked by reading src/models/*.cpp).
+bool arch_is_supported(llm_arch arch) {
+    switch (arch) {
+        case LLM_ARCH_LLAMA:
+        case LLM_ARCH_QWEN2:
+            return true;
+        default:
+            return false;
+    }
+}
+
+}  // namespace
+
+int32_t llama_self_extend_supported(const llama_model * model) {
+    if (model == nullptr) {
+        return LLAMA_SE_ERR_NULL;
+    }
+    const llama_hparams & hp = model->hparams;
+    const llama_rope_type rope = llama_model_rope_type(model);
+    if (rope != LLAMA_ROPE_TYPE_NORM && rope != LLAMA_ROPE_TYPE_NEOX) {
+        return LLAMA_SE_ERR_ROPE;
+    }
+    if (hp.n_pos_per_embd() > 1 || hp.use_alibi || hp.f_max_alibi_bias > 0.0f) {
+        return LLAMA_SE_ERR_ROPE;
+    }
+    if (llama_model_is_recurrent(model) || llama_model_is_hybrid(model)) {
+        return LLAMA_SE_ERR_MEMORY;
+    }
+    if (!arch_is_supported(model->arch) || hp.attn_soft_cap || hp.swa_type != LLAMA_SWA_TYPE_NONE) {
+        return LLAMA_SE_ERR_ARCH;
+    }
+    return LLAMA_SE_OK;
+}
+
+int32_t llama_set_self_extend(llama_context * ctx, int32_t n_group, int32_t n_window) {
+    if (ctx == nullptr) {
+        return LLAMA_SE_ERR_NULL;
+    }
+    llama_cparams & cparams = llama_se_access::cparams(*ctx);
+
+    if (n_group != 0) {
+        if (n_group < 1) {
+            return LLAMA_SE_ERR_GROUP;
+        }
+        if (n_window < 1 || n_window > (int32_t) cparams.n_ctx_seq) {
+            return LLAMA_SE_ERR_WINDOW;
+        }
+        const int32_t supported = llama_self_extend_supported(llama_get_model(ctx));
+        if (supported != LLAMA_SE_OK) {
+            return supported;
+        }
+        if (dynamic_cast<llama_kv_cache *>(llama_get_memory(ctx)) == nullptr) {
+            return LLAMA_SE_ERR_MEMORY;
+        }
+        if (cparams.training) {
+            return LLAMA_SE_ERR_MEMORY;
+        }
+    } else {
+        n_window = 0;
+    }
+
+    if (cparams.se_n_group == n_group && cparams.se_n_window == n_window) {
+        return LLAMA_SE_OK;
+    }
+
+    const int32_t old_group  = cparams.se_n_group;
+    const int32_t old_window = cparams.se_n_window;
+    cparams.se_n_group  = n_group;
+    cparams.se_n_window = n_window;
+    try {
+        // also drops the previous graphs, so none built without Self-Extend is reused
+        llama_se_access::reserve_now(*ctx);
+    } catch (const std::exception & err) {
+        LLAMA_LOG_ERROR("%s: reserving compute buffers for Self-Extend failed: %s\n", __func__, err.what());
+        cparams.se_n_group  = old_group;
+        cparams.se_n_window = old_window;
+        try {
+            llama_se_access::reserve_now(*ctx);
+        } catch (const std::exception & err2) {
+            LLAMA_LOG_ERROR("%s: restoring the previous reservation failed too: %s\n", __func__, err2.what());
+        }
+        return LLAMA_SE_ERR_RESERVE;
+    }
+    LLAMA_LOG_INFO("%s: Self-Extend %s (G = %d, W = %d)\n", __func__,
+            n_group > 0 ? "on" : "off", n_group, n_window);
+    return LLAMA_SE_OK;
+}
+
+void llama_get_self_extend(const llama_context * ctx, int32_t * n_group, int32_t * n_window) {
+    int32_t g = 0;
+    int32_t w = 0;
+    if (ctx != nullptr) {
+        const llama_cparams & cparams = llama_se_access::cparams(*ctx);
+        g = cparams.se_n_group;
+        w = cparams.se_n_window;
+    }
+    if (n_group)  { *n_group  = g; }
+    if (n_window) { *n_window = w; }
+}
+
+const char * llama_self_extend_strerror(int32_t status) {
+    switch (status) {
+        case LLAMA_SE_OK:          return "ok";
+        case LLAMA_SE_ERR_NULL:    return "context or model is NULL";
+        case LLAMA_SE_ERR_GROUP:   return "group size must be >= 1";
+        case LLAMA_SE_ERR_WINDOW:  return "neighbor window must be >= 1 and at most the context size";
+        case LLAMA_SE_ERR_ROPE:    return "the model does not use plain RoPE positions (none, multi-axis RoPE or ALiBi)";
+        case LLAMA_SE_ERR_ARCH:    return "this model architecture is not supported by Self-Extend (supported: llama, qwen2)";
+        case LLAMA_SE_ERR_MEMORY:  return "the context has no plain KV cache (recurrent, hybrid or training contexts are not supported)";
+        case LLAMA_SE_ERR_RESERVE: return "could not reserve compute buffers for Self-Extend; try a smaller n_ubatch or n_ctx";
+        default:                   return "unknown Self-Extend status";
+    }
+}

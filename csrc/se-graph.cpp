@@ -1,0 +1,260 @@
+// Exact Self-Extend attention in the llama.cpp compute graph.
+//
+// For a query at true position i and a key at true position j (same sequence), with
+// group size G and neighbor window W (Jin et al., ICML 2024, Algorithm 1):
+//   i - j <  W: logit = <R(i) q, R(j) k>                        (neighbor attention)
+//   i - j >= W: logit = <R(i/G + W - W/G) q, R(j/G) k>          (grouped attention)
+// followed by one softmax over all visible keys. The KV cache keeps keys roped at their
+// true positions. Because RoPE angles are linear in the position, the grouped vectors
+// are derived by a second rotation of the cached ones:
+//   q_g = R(dq(i)) R(i) q,  dq(i) = i/G + W - W/G - i
+//   k_g = R(dk(j)) R(j) k,  dk(j) = j/G - j
+// (floor divisions). Both logit matrices are computed and merged before the softmax
+// with a 0/1 selection: logits = near * kq + far * kq_g, far = 1 - near.
+
+#include "llama-se-hooks.h"
+#include "se-access.h"
+
+#include "llama-graph.h"
+#include "llama-impl.h"
+#include "llama-kv-cache.h"
+#include "llama-model.h"
+
+#include <cmath>
+
+namespace {
+
+int32_t floor_div(int32_t a, int32_t b) {
+    const int32_t q = a / b;
+    return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
+}
+
+}  // namespace
+
+// Host-filled inputs of one graph. Shapes follow the KQ mask of the same attention input.
+class llm_graph_input_self_extend : public llm_graph_input_i {
+public:
+    llm_graph_input_self_extend(const llm_graph_input_attn_kv * attn, int32_t n_group, int32_t n_window)
+        : attn(attn), n_group(n_group), n_window(n_window) {}
+
+    void set_input(const llama_ubatch * ubatch) override;
+
+    // the tensors' shapes equal those of the parent's KQ mask and k_idxs, which the
+    // parent input checks; what is left to compare is the Self-Extend setting itself
+    bool can_reuse(const llm_graph_params & params) override {
+        return params.cparams.se_n_group == n_group && params.cparams.se_n_window == n_window;
+    }
+
+    ggml_tensor * delta_q = nullptr; // I32 [n_tokens]          dq(i) per ubatch token
+    ggml_tensor * delta_k = nullptr; // I32 [n_kv*n_stream]     dk(j) per cache cell of each stream
+    ggml_tensor * near    = nullptr; // F32 [n_kv, n_tps, 1, n_stream]  1 where i - j < W
+    ggml_tensor * far     = nullptr; // F32 [n_kv, n_tps, 1, n_stream]  1 - near
+
+    const llm_graph_input_attn_kv * attn;
+    const int32_t n_group;
+    const int32_t n_window;
+};
+
+void llm_graph_input_self_extend::set_input(const llama_ubatch * ubatch) {
+    if (!delta_q || !delta_q->buffer) {
+        return; // built, but no layer used it
+    }
+    GGML_ASSERT(ggml_backend_buffer_is_host(delta_q->buffer));
+
+    const int32_t G = n_group;
+    const int32_t W = n_window;
+    const int32_t shift_q = W - floor_div(W, G);
+
+    const int64_t n_tokens = ubatch->n_tokens;
+    const int64_t n_kv     = near->ne[0];
+    const int64_t n_tps    = near->ne[1];
+    const int64_t n_stream = near->ne[3];
+    GGML_ASSERT(n_tps*n_stream == n_tokens);
+
+    int32_t * dq = (int32_t *) delta_q->data;
+    for (int64_t t = 0; t < n_tokens; ++t) {
+        const llama_pos p = ubatch->pos[t];
+        dq[t] = floor_div(p, G) + shift_q - p;
+    }
+
+    const llama_kv_cache & kv = llama_se_access::cache(*attn->mctx);
+
+    int32_t * dk     = (int32_t *) delta_k->data;
+    float   * f_near = (float *)   near->data;
+    float   * f_far  = (float *)   far->data;
+
+    for (int64_t s = 0; s < n_stream; ++s) {
+        // the ubatch's streams are consecutive groups of n_tps tokens of one sequence each,
+        // in the order of the K view's streams (split_equal, as for the KQ mask)
+        const llama_kv_cells & cells = kv.get_cells(ubatch->seq_id[s*n_tps][0]);
+
+        for (int64_t j = 0; j < n_kv; ++j) {
+            int32_t d = 0; // empty cells: no rotation (they are masked anyway)
+            if (!cells.is_empty(j)) {
+                const llama_pos p = cells.pos_get(j);
+                d = floor_div(p, G) - p;
+            }
+            dk[s*n_kv + j] = d;
+        }
+
+        for (int64_t ii = 0; ii < n_tps; ++ii) {
+            const int64_t   i  = s*n_tps + ii;
+            const llama_pos pi = ubatch->pos[i];
+            float * row_near = f_near + i*n_kv;
+            float * row_far  = f_far  + i*n_kv;
+            for (int64_t j = 0; j < n_kv; ++j) {
+                // visibility (causality, other sequences, empty cells) stays in the KQ mask;
+                // here only the choice between the two logits is made
+                const bool is_near = cells.is_empty(j) || pi - cells.pos_get(j) < W;
+                row_near[j] = is_near ? 1.0f : 0.0f;
+                row_far[j]  = is_near ? 0.0f : 1.0f;
+            }
+        }
+    }
+}
+
+llm_graph_input_self_extend * llama_se_build_inp(const llm_graph_context & g, llm_graph_input_attn_kv * inp) {
+    const llama_cparams & cparams = g.cparams;
+    if (cparams.se_n_group <= 0 || cparams.training || inp->self_kq_mask == nullptr) {
+        return nullptr;
+    }
+
+    const ggml_tensor * mask = inp->self_kq_mask;
+    const int64_t n_kv     = mask->ne[0];
+    const int64_t n_tps    = mask->ne[1];
+    const int64_t n_stream = mask->ne[3];
+
+    auto se = std::make_unique<llm_graph_input_self_extend>(inp, cparams.se_n_group, cparams.se_n_window);
+
+    se->delta_q = ggml_new_tensor_1d(g.ctx0, GGML_TYPE_I32, g.n_tokens);
+    se->delta_k = ggml_new_tensor_1d(g.ctx0, GGML_TYPE_I32, n_kv*n_stream);
+    se->near    = ggml_new_tensor_4d(g.ctx0, GGML_TYPE_F32, n_kv, n_tps, 1, n_stream);
+    se->far     = ggml_new_tensor_4d(g.ctx0, GGML_TYPE_F32, n_kv, n_tps, 1, n_stream);
+    for (ggml_tensor * t : { se->delta_q, se->delta_k, se->near, se->far }) {
+        ggml_set_input(t);
+    }
+    g.cb(se->delta_q, "se_delta_q", -1);
+    g.cb(se->delta_k, "se_delta_k", -1);
+    g.cb(se->near,    "se_near",    -1);
+    g.cb(se->far,     "se_far",     -1);
+
+    return (llm_graph_input_self_extend *) g.res->add_input(std::move(se));
+}
+
+namespace {
+
+// A pure rotation by the delta positions in `pos`, with the layer's own RoPE
+// parameters. ggml's rope scales cos/sin by attn_factor, and by a further
+// (1 + 0.1 ln(1/freq_scale)) when YaRN is on; the forward pass already applied that
+// magnitude once, so the delta rope must have unit magnitude.
+ggml_tensor * rope_delta(const llm_graph_context & g, ggml_tensor * x, ggml_tensor * pos,
+                         ggml_tensor * freq_factors, int il) {
+    const float unit_attn_factor = g.ext_factor != 0.0f
+        ? 1.0f / (1.0f + 0.1f * logf(1.0f / g.freq_scale))
+        : 1.0f;
+    return ggml_rope_ext(g.ctx0, x, pos, freq_factors,
+            g.hparams.n_rot(il), g.hparams.rope_type, g.n_ctx_orig, g.freq_base, g.freq_scale,
+            g.ext_factor, unit_attn_factor, g.beta_fast, g.beta_slow);
+}
+
+// Split [d, heads, n_tokens] into [d, heads, n_tps, n_stream] and order it for mul_mat.
+ggml_tensor * split_streams(ggml_context * ctx, ggml_tensor * x, int64_t n_stream) {
+    x = ggml_view_4d(ctx, x, x->ne[0], x->ne[1], x->ne[2]/n_stream, n_stream,
+            x->nb[1], x->nb[2], x->nb[2]*(x->ne[2]/n_stream), 0);
+    return ggml_permute(ctx, x, 0, 2, 1, 3);
+}
+
+}  // namespace
+
+ggml_tensor * llama_se_build_attn(
+        const llm_graph_context      & g,
+        const llm_graph_input_attn_kv * inp,
+        ggml_tensor * q_roped,
+        ggml_tensor * q,
+        ggml_tensor * k,
+        ggml_tensor * v,
+        ggml_tensor * kq_mask,
+        ggml_tensor * kq_b,
+        ggml_tensor * sinks,
+        float         kq_scale,
+        int           il) {
+    llm_graph_input_self_extend * se = inp->self_extend;
+    const llama_hparams & hparams = g.hparams;
+
+    // layers and graphs that Self-Extend leaves as they are
+    if (se == nullptr || kq_b != nullptr || sinks != nullptr || !g.cparams.causal_attn ||
+        hparams.is_swa(il) || !hparams.has_rope(il) || hparams.n_rot(il) == 0 ||
+        hparams.rope_type == LLAMA_ROPE_TYPE_NONE || g.ubatch.is_pos_2d() || g.cparams.training) {
+        return nullptr;
+    }
+
+    ggml_context * ctx0 = g.ctx0;
+
+    const int64_t n_stream = k->ne[3];
+    const bool    v_trans  = v->nb[1] > v->nb[2];
+
+    const llama_kv_cache & kv = llama_se_access::cache(*inp->mctx);
+    ggml_tensor * freq_factors = llama_se_access::model(kv).get_rope_factors(g.cparams, il);
+
+    // grouped queries: the roped queries, rotated once more by dq
+    ggml_tensor * q_g = rope_delta(g, q_roped, se->delta_q, freq_factors, il);
+    g.cb(q_g, "se_q_grouped", il);
+
+    // grouped keys: the cached keys (true positions), rotated by dk; the cache itself is
+    // never written. Quantized or Hadamard-rotated caches are first brought back to f32.
+    ggml_tensor * k_g = k;
+    const bool k_plain = (k->type == GGML_TYPE_F32 || k->type == GGML_TYPE_F16) && ggml_is_contiguous(k);
+    if (!k_plain || inp->self_k_rot) {
+        k_g = ggml_cast(ctx0, k, GGML_TYPE_F32);
+        if (inp->self_k_rot) {
+            k_g = llama_mul_mat_hadamard(ctx0, k_g, inp->self_k_rot); // H^2 = I
+        }
+    }
+    k_g = ggml_reshape_3d(ctx0, k_g, k->ne[0], k->ne[1], k->ne[2]*k->ne[3]);
+    k_g = rope_delta(g, k_g, se->delta_k, freq_factors, il);
+    k_g = ggml_reshape_4d(ctx0, k_g, k->ne[0], k->ne[1], k->ne[2], k->ne[3]);
+    g.cb(k_g, "se_k_grouped", il);
+
+    // both logit matrices, [n_kv, n_tps, n_head, n_stream]
+    ggml_tensor * kq = ggml_mul_mat(ctx0, ggml_permute(ctx0, k, 0, 2, 1, 3), split_streams(ctx0, q, n_stream));
+    ggml_prec_set_acc(kq, GGML_PREC_F32);
+    ggml_tensor * kq_g = ggml_mul_mat(ctx0, ggml_permute(ctx0, k_g, 0, 2, 1, 3), split_streams(ctx0, q_g, n_stream));
+    ggml_prec_set_acc(kq_g, GGML_PREC_F32);
+
+    // merge by replacement, before the softmax: near * kq + far * kq_g (exactly kq where near)
+    kq   = ggml_mul_inplace(ctx0, kq,   se->near);
+    kq_g = ggml_mul_inplace(ctx0, kq_g, se->far);
+    kq   = ggml_add_inplace(ctx0, kq, kq_g);
+    g.cb(kq, "se_kq", il);
+
+    kq = ggml_soft_max_ext(ctx0, kq, kq_mask, kq_scale, hparams.f_max_alibi_bias);
+    g.cb(kq, "se_kq_soft_max", il);
+
+    // values as in llama.cpp's non-flash path; with flash attention on, V is stored
+    // untransposed (and may be quantized) and is brought into shape here
+    if (ggml_is_quantized(v->type)) {
+        v = ggml_cast(ctx0, v, GGML_TYPE_F32);
+    }
+    v = ggml_permute(ctx0, v, 0, 2, 1, 3);
+    if (!v_trans) {
+        v = ggml_cont(ctx0, ggml_transpose(ctx0, v));
+    }
+
+    ggml_tensor * kqv = ggml_mul_mat(ctx0, v, kq);
+    ggml_tensor * cur = ggml_permute(ctx0, kqv, 0, 2, 1, 3);
+    cur = ggml_cont_2d(ctx0, cur, cur->ne[0]*cur->ne[1], cur->ne[2]*cur->ne[3]);
+
+    if (!g.cparams.offload_kqv) {
+        // as in build_attn_mha: everything between the KV store and the output on the CPU
+        ggml_backend_sched_set_tensor_backend(g.sched, cur, g.backend_cpu);
+    }
+
+    ggml_build_forward_expand(g.gf, cur);
+
+    return cur;
+}
+
+uint32_t llama_se_graph_extra_nodes(const llama_cparams & cparams, uint32_t n_layer) {
+    // about 25 nodes per layer (ropes, casts, reshapes, two matmuls, the merge); keep margin
+    return cparams.se_n_group > 0 ? 40u*n_layer + 16u : 0u;
+}

