@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from typing import List, Optional
 
 from . import passkey
@@ -72,25 +71,6 @@ def cmd_complete(args) -> int:
     return 0
 
 
-def run_passkey(llm: Llama, length: int, depth: float, seed: int, max_tokens: int = 8,
-                show_progress: bool = True) -> dict:
-    """Build the passkey prompt for llm, decode greedily, report expected/got/found."""
-    prompt = passkey.build(length, depth, lambda text: len(llm.tokenize(text, add_bos=False)), seed=seed)
-    tokens = llm.tokenize(prompt.text, add_bos=True)
-    started = time.monotonic()
-    result = llm.create_completion(tokens, max_tokens=max_tokens, temperature=0.0,
-                                   progress_callback=ProgressBar("passkey prefill") if show_progress else None)
-    generated = result["choices"][0]["text"]
-    numbers = passkey.digits_in(generated)
-    return {
-        "expected": prompt.key, "got": numbers[0] if numbers else "", "found": passkey.found(prompt.key, generated),
-        "generated": generated, "length": len(tokens), "depth": depth,
-        "n_ctx": llm.n_ctx(), "n_ctx_train": llm.n_ctx_train(),
-        "self_extend": list(llm.self_extend) if llm.self_extend else None,
-        "seconds": round(time.monotonic() - started, 1),
-    }
-
-
 def _passkey_n_ctx(args, length: int) -> int:
     return args.n_ctx or length + 64
 
@@ -99,7 +79,8 @@ def cmd_passkey(args) -> int:
     llm = _open_llama(args, _passkey_n_ctx(args, args.length))
     if not args.json:
         print(f"selfextend-gguf: {_describe(llm)}", file=sys.stderr)
-    result = run_passkey(llm, args.length, args.depth, args.key_seed, args.max_tokens or 8)
+    result = passkey.run(llm, args.length, args.depth, args.key_seed, args.max_tokens or 8,
+                         progress=ProgressBar("passkey prefill"))
     if args.json:
         print(json.dumps({k: result[k] for k in ("expected", "got", "found", "length", "depth",
                                                   "self_extend", "n_ctx", "seconds")}))
@@ -116,7 +97,7 @@ def cmd_demo(args) -> int:
     for label, group_size in (("vanilla", 1), ("self-extend", None)):
         llm = _open_llama(args, n_ctx, group_size=group_size)
         print(f"\n== {label}: {_describe(llm)}", file=sys.stderr, flush=True)
-        result = run_passkey(llm, args.length, args.depth, args.key_seed)
+        result = passkey.run(llm, args.length, args.depth, args.key_seed, progress=ProgressBar("passkey prefill"))
         rows.append((label, result))
         print(f"   expected {result['expected']}, generated {result['generated']!r} -> "
               f"{'FOUND' if result['found'] else 'missed'} ({result['seconds']} s)", flush=True)

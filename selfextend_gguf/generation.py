@@ -62,8 +62,8 @@ class Generation:
             if self.stream.stopped:
                 self.finish_reason = "stop"
                 break
-            if engine.n_tokens >= engine.n_ctx():
-                break  # context full: "length", as llama.cpp reports it
+            if len(self.completion_tokens) == self.max_tokens or engine.n_tokens >= engine.n_ctx():
+                break  # done, or the context is full: "length" as llama.cpp reports it
             logits = engine.eval_next(token)
         tail = self.stream.finish()
         if tail:

@@ -105,6 +105,12 @@ class Llama:
             n_seq_max=n_seq_max, rope_scaling_type=rope_scaling_type, rope_freq_base=rope_freq_base,
             rope_freq_scale=rope_freq_scale, yarn_ext_factor=yarn_ext_factor, yarn_orig_ctx=yarn_orig_ctx)
 
+        if n_ctx > n_ctx_train and self._model.rope_type() == _core.ROPE_TYPE_NONE:
+            # e.g. GPT-2's learned position table has exactly n_ctx_train rows; llama.cpp
+            # would assert on the first position past it
+            raise ValueError(f"this model has no RoPE positions (architecture "
+                             f"{self._model.meta('general.architecture')!r}) and cannot run past its "
+                             f"trained context: use n_ctx <= {n_ctx_train}")
         settings = se.resolve(n_ctx, n_ctx_train, group_size, neighbor_window)
         if settings is not None:
             status = self._model.self_extend_supported()
@@ -119,6 +125,9 @@ class Llama:
                           f"(eq. 5: W + (N - W)/G < L/2)")
 
         self._ctx = _core.Context(self._model, options)
+        # llama.cpp may round the cache size up; the limit stays what was asked for, the
+        # length that the Self-Extend settings were validated against
+        self._n_ctx = n_ctx
         if settings is not None:
             self._ctx.set_self_extend(settings.group_size, settings.neighbor_window)
         self._self_extend = settings
@@ -129,7 +138,7 @@ class Llama:
         self._tokens: List[int] = []
         self._lock = threading.RLock()
         # like llama_cpp: one row per position; np.zeros pages in only the rows written
-        self.scores = np.zeros((self._ctx.n_ctx(), self._n_vocab), dtype=np.float32)
+        self.scores = np.zeros((self._n_ctx, self._n_vocab), dtype=np.float32)
 
     # ------------------------------------------------------------------ basics
 
@@ -139,7 +148,7 @@ class Llama:
             print(f"selfextend-gguf: {message}", file=sys.stderr)
 
     def n_ctx(self) -> int:
-        return self._ctx.n_ctx()
+        return self._n_ctx
 
     def n_ctx_train(self) -> int:
         return self._model.n_ctx_train()
@@ -259,6 +268,8 @@ class Llama:
 
     def _prompt_tokens(self, prompt: Union[str, bytes, Sequence[int]]) -> List[int]:
         if isinstance(prompt, (str, bytes)):
+            if not prompt:
+                raise ValueError("empty prompt: give at least one character of text")
             tokens = self.tokenize(prompt, add_bos=True, special=True)
         else:
             tokens = [int(t) for t in prompt]

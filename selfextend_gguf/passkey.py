@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import random
 import re
+import time
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 PREFIX = ("There is an important info hidden inside a lot of irrelevant text. Find it and "
           "memorize them. I will quiz you about the important information there.")
@@ -37,11 +38,20 @@ def build(length: int, depth: float, count_tokens: Callable[[str], int], key: Op
     if key is None:
         key = random_key(random.Random(seed), n_digits)
     fixed = count_tokens(PREFIX + KEY_SENTENCE.format(key=key) + QUESTION)
+    if fixed >= length:
+        raise ValueError(f"length={length} is too short: the passkey prompt needs more than {fixed} tokens")
     per_filler = max(1, count_tokens(FILLER * 8) // 8)
-    n_filler = max(1, (length - fixed) // per_filler)
-    n_before = round(depth * n_filler)
-    text = (PREFIX + FILLER * n_before + KEY_SENTENCE.format(key=key)
-            + FILLER * (n_filler - n_before) + QUESTION)
+    n_filler = max(0, (length - fixed) // per_filler)
+
+    def text_for(n: int) -> str:
+        n_before = round(depth * n)
+        return (PREFIX + FILLER * n_before + KEY_SENTENCE.format(key=key)
+                + FILLER * (n - n_before) + QUESTION)
+
+    # pieces tokenize slightly differently when joined: trim until the whole fits
+    while n_filler > 0 and count_tokens(text_for(n_filler)) > length:
+        n_filler -= 1
+    text = text_for(n_filler)
     return PasskeyPrompt(text=text, key=key, depth=depth, n_filler=n_filler)
 
 
@@ -53,3 +63,21 @@ def found(expected: str, generated: str) -> bool:
     """The key counts as found when it is the first number the model produces."""
     numbers = digits_in(generated)
     return bool(numbers) and numbers[0] == expected
+
+
+def run(llm, length: int, depth: float, seed: int = 0, max_tokens: int = 8,
+        progress: Optional[Callable[[int, int], None]] = None) -> Dict[str, Any]:
+    """Build the prompt for llm (a Llama), decode greedily, report expected/got/found."""
+    prompt = build(length, depth, lambda text: len(llm.tokenize(text, add_bos=False)), seed=seed)
+    tokens = llm.tokenize(prompt.text, add_bos=True)
+    started = time.monotonic()
+    result = llm.create_completion(tokens, max_tokens=max_tokens, temperature=0.0, progress_callback=progress)
+    generated = result["choices"][0]["text"]
+    numbers = digits_in(generated)
+    return {
+        "expected": prompt.key, "got": numbers[0] if numbers else "", "found": found(prompt.key, generated),
+        "generated": generated, "length": len(tokens), "depth": depth,
+        "n_ctx": llm.n_ctx(), "n_ctx_train": llm.n_ctx_train(),
+        "self_extend": list(llm.self_extend) if llm.self_extend else None,
+        "seconds": round(time.monotonic() - started, 1),
+    }
