@@ -108,6 +108,73 @@ def cmd_demo(args) -> int:
     return 0
 
 
+CHAT_HELP = "commands: /reset, /save FILE, /load FILE, /status, /exit (Ctrl-C stops a reply)"
+
+
+def cmd_chat(args) -> int:
+    from .chat import ChatSession
+
+    llm = _open_llama(args, args.n_ctx or 8192)
+    session = ChatSession(llm, system=args.system, document_path=args.file,
+                          temperature=args.temperature if args.temperature is not None else 0.2,
+                          max_tokens=args.max_tokens, seed=None if args.seed == LLAMA_DEFAULT_SEED else args.seed)
+    print(f"selfextend-gguf chat: {_describe(llm)}\n{CHAT_HELP}", file=sys.stderr, flush=True)
+    while True:
+        try:
+            line = input("> ")
+        except EOFError:
+            print(file=sys.stderr)
+            return 0
+        except KeyboardInterrupt:
+            print("\n(type /exit to quit)", file=sys.stderr)
+            continue
+        text = line.strip()
+        if not text:
+            continue
+        if text.startswith("/"):
+            command, _, arg = text.partition(" ")
+            arg = arg.strip()
+            if command in ("/exit", "/quit"):
+                return 0
+            if command == "/reset":
+                session.reset()
+                print("(conversation cleared)", file=sys.stderr)
+            elif command == "/status":
+                print(session.status(), file=sys.stderr)
+            elif command in ("/save", "/load") and arg:
+                try:
+                    (session.save if command == "/save" else session.load)(arg)
+                    print(f"({'saved to' if command == '/save' else 'loaded'} {arg})", file=sys.stderr)
+                except (OSError, ValueError) as err:
+                    print(f"error: {err}", file=sys.stderr)
+            else:
+                print(CHAT_HELP, file=sys.stderr)
+            continue
+        reply = session.send(text)
+        try:
+            for piece in reply:
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            print("\n(stopped)", file=sys.stderr)
+        except ValueError as err:   # e.g. the conversation no longer fits in n_ctx
+            print(f"\nerror: {err}", file=sys.stderr)
+        finally:
+            reply.close()
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+        if args.status:
+            print(session.status(), file=sys.stderr)
+
+
+def cmd_serve(args) -> int:
+    from .server.main import serve
+
+    serve(lambda: _open_llama(args, args.n_ctx or 8192), args.host, args.port, args.parallel,
+          args.queue_size, args.api_key, "info" if args.verbose else "warning")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _common_options()
     parser = argparse.ArgumentParser(
@@ -127,6 +194,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key-seed", type=int, default=0, help="seed of the random 5-digit key")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_passkey)
+
+    p = sub.add_parser("chat", parents=[common], help="interactive multi-turn chat, streaming")
+    p.add_argument("--system", help="system prompt")
+    p.add_argument("--file", help="a document (text file) to put into the conversation")
+    p.add_argument("--status", action="store_true", help="print a status line after each reply")
+    p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("serve", parents=[common], help="OpenAI-compatible HTTP server")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--parallel", "-np", type=int, default=1, help="requests served at the same time (slots)")
+    p.add_argument("--queue-size", type=int, default=16, help="requests that may wait for a slot; beyond: 503")
+    p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("demo", parents=[common],
                        help="passkey beyond the trained window: vanilla against Self-Extend")

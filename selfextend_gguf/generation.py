@@ -34,13 +34,15 @@ class Generation:
 
     def __init__(self, engine: Engine, prompt_tokens: List[int], sampler: Sampler,
                  max_tokens: Optional[int], stop: Sequence[str],
-                 progress_callback: Optional[Callable[[int, int], None]] = None):
+                 progress_callback: Optional[Callable[[int, int], None]] = None,
+                 stopping_criteria: Sequence[Callable[[np.ndarray, np.ndarray], bool]] = ()):
         self.engine = engine
         self.prompt_tokens = prompt_tokens
         self.sampler = sampler
         self.max_tokens = max_tokens
         self.stream = TextStream(stop)
         self.progress_callback = progress_callback
+        self.stopping_criteria = list(stopping_criteria or ())
         self.completion_tokens: List[int] = []
         self.finish_reason: Optional[str] = None
 
@@ -62,6 +64,11 @@ class Generation:
             if self.stream.stopped:
                 self.finish_reason = "stop"
                 break
+            if self.stopping_criteria:
+                ids = np.asarray(history, dtype=np.int32)
+                if any(criterion(ids, logits) for criterion in self.stopping_criteria):
+                    self.finish_reason = "stop"
+                    break
             if len(self.completion_tokens) == self.max_tokens or engine.n_tokens >= engine.n_ctx():
                 break  # done, or the context is full: "length" as llama.cpp reports it
             logits = engine.eval_next(token)

@@ -25,6 +25,8 @@ logger = logging.getLogger("selfextend_gguf")
 
 LLAMA_DEFAULT_SEED = 0xFFFFFFFF  # as llama_cpp: a random seed
 ProgressCallback = Callable[[int, int], None]
+# as llama_cpp's stopping criteria: (input_ids, logits) -> True to stop
+StoppingCriterion = Callable[[np.ndarray, np.ndarray], bool]
 
 
 def _check_model_file(path: str) -> None:
@@ -260,6 +262,11 @@ class Llama:
             self.eval(tokens[keep:], progress_callback)
             return self.last_logits()
 
+    def request_abort(self) -> None:
+        """Ask a decode running in another thread to stop after its current ubatch
+        (it then raises RuntimeError and the evaluation is rolled back)."""
+        self._ctx.request_abort()
+
     def eval_next(self, token: int) -> np.ndarray:
         self.eval([token])
         return self.last_logits()
@@ -286,7 +293,8 @@ class Llama:
     def _generation(self, prompt_tokens: List[int], max_tokens: Optional[int], temperature: float,
                     top_k: int, top_p: float, min_p: float, repeat_penalty: float,
                     seed: Optional[int], stop: Union[str, Sequence[str], None],
-                    progress_callback: Optional[ProgressCallback]) -> Generation:
+                    progress_callback: Optional[ProgressCallback],
+                    stopping_criteria: Optional[Sequence[StoppingCriterion]]) -> Generation:
         if max_tokens is not None and max_tokens <= 0:
             max_tokens = None  # llama_cpp: unlimited, bounded by n_ctx
         if isinstance(stop, str):
@@ -296,7 +304,8 @@ class Llama:
         if seed is None:
             seed = self._seed
         sampler = Sampler(params, None if seed == LLAMA_DEFAULT_SEED else seed)
-        return Generation(self, prompt_tokens, sampler, max_tokens, list(stop or []), progress_callback)
+        return Generation(self, prompt_tokens, sampler, max_tokens, list(stop or []), progress_callback,
+                          stopping_criteria or ())
 
     def create_completion(
         self,
@@ -312,11 +321,12 @@ class Llama:
         top_k: int = 40,
         echo: bool = False,
         progress_callback: Optional[ProgressCallback] = None,
+        stopping_criteria: Optional[Sequence[StoppingCriterion]] = None,
     ) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
         """Complete a prompt; an OpenAI-shaped dict, or an iterator of chunks with stream=True."""
         prompt_tokens = self._prompt_tokens(prompt)
         gen = self._generation(prompt_tokens, max_tokens, temperature, top_k, top_p, min_p,
-                               repeat_penalty, seed, stop, progress_callback)
+                               repeat_penalty, seed, stop, progress_callback, stopping_criteria)
         id_ = responses.new_id("cmpl")
         prefix = self.detokenize(prompt_tokens).decode("utf-8", errors="replace") if echo else ""
         if stream:
@@ -350,12 +360,13 @@ class Llama:
         max_tokens: Optional[int] = None,
         repeat_penalty: float = 1.0,
         progress_callback: Optional[ProgressCallback] = None,
+        stopping_criteria: Optional[Sequence[StoppingCriterion]] = None,
     ) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
         """Chat with the GGUF's chat template; OpenAI-shaped dict or chunk iterator."""
-        prompt = chat_format.format_chat(self._model.chat_template(), messages)
+        prompt = self.format_chat(messages)
         prompt_tokens = self._prompt_tokens(prompt)
         gen = self._generation(prompt_tokens, max_tokens, temperature, top_k, top_p, min_p,
-                               repeat_penalty, seed, stop, progress_callback)
+                               repeat_penalty, seed, stop, progress_callback, stopping_criteria)
         id_ = responses.new_id("chatcmpl")
         if stream:
             return self._stream_chat(gen, id_)
@@ -363,6 +374,10 @@ class Llama:
             content = "".join(gen)
         return responses.chat_completion(id_, self.model_path, content, gen.finish_reason,
                                          responses.usage(len(prompt_tokens), len(gen.completion_tokens)))
+
+    def format_chat(self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True) -> str:
+        """The prompt text for messages, by the GGUF's chat template (ChatML if it has none)."""
+        return chat_format.format_chat(self._model.chat_template(), messages, add_generation_prompt)
 
     def _stream_chat(self, gen: Generation, id_: str) -> Iterator[Dict[str, Any]]:
         with self._lock:

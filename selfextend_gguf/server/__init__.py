@@ -1,0 +1,1 @@
+"""An OpenAI-compatible HTTP server over Llama slots (FastAPI + uvicorn)."""

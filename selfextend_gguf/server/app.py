@@ -1,0 +1,226 @@
+"""The FastAPI application: /v1/completions, /v1/chat/completions, /v1/models, /health.
+
+Each request takes a slot (its own Llama context) and runs in a worker thread; chunks
+come back to the event loop through a queue. A client that disconnects sets its slot's
+cancel flag: generation stops at the next token (prefill at the next chunk, or inside
+a decode through llama.cpp's abort callback), and the slot is freed when the worker
+thread is done with it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Dict, List, Optional
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..chat_format import message_pairs
+from .errors import QueueFull, error_response
+from .schemas import ChatCompletionRequest, CompletionRequest
+from .slots import Slot, SlotPool
+
+
+class Cancelled(Exception):
+    """The client went away."""
+
+
+def _validation_message(err: RequestValidationError) -> tuple:
+    first = err.errors()[0] if err.errors() else {}
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    param = ".".join(loc) or None
+    message = first.get("msg", "invalid request")
+    if first.get("type") == "json_invalid":
+        return "request body is not valid JSON", None
+    return (f"{param}: {message}" if param else message), param
+
+
+def create_app(pool: SlotPool, model_name: str, api_key: Optional[str] = None) -> FastAPI:
+    app = FastAPI(title="selfextend-gguf", version="0.1.0")
+    executor = ThreadPoolExecutor(max_workers=len(pool.slots), thread_name_prefix="slot")
+    llm0 = pool.slots[0].llm
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, err: RequestValidationError):
+        message, param = _validation_message(err)
+        return error_response(400, message, param=param)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, err: StarletteHTTPException):
+        return error_response(err.status_code, str(err.detail),
+                              type_="invalid_request_error" if err.status_code < 500 else "server_error")
+
+    @app.middleware("http")
+    async def check_api_key(request: Request, call_next):
+        if api_key and request.url.path.startswith("/v1"):
+            if request.headers.get("authorization", "") != f"Bearer {api_key}":
+                return error_response(401, "invalid or missing API key (send 'Authorization: Bearer <key>')",
+                                      code="invalid_api_key")
+        return await call_next(request)
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "slots_total": len(pool.slots), "slots_idle": pool.n_idle,
+                "queue": pool.n_waiting, "queue_max": pool.max_queue,
+                "slots": [slot.stats() for slot in pool.slots]}
+
+    @app.get("/v1/models")
+    async def models():
+        se = llm0.self_extend
+        return {"object": "list", "data": [{
+            "id": model_name, "object": "model", "created": int(time.time()), "owned_by": "selfextend-gguf",
+            "meta": {"n_ctx": llm0.n_ctx(), "n_ctx_train": llm0.n_ctx_train(),
+                     "self_extend": {"group_size": se.group_size, "neighbor_window": se.neighbor_window}
+                     if se else None}}]}
+
+    async def run(request: Request, prompt_tokens: List[int], stream: bool,
+                  call: Callable[..., Any]):
+        """Run call(llm, stream, progress_callback, stopping_criteria) in a slot."""
+        try:
+            slot = await pool.acquire(prompt_tokens)
+        except QueueFull:
+            return error_response(503, f"server busy: all {len(pool.slots)} slots are in use and "
+                                       f"{pool.max_queue} requests are waiting; retry later",
+                                  type_="server_error", code="queue_full")
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+
+        slot.last_prompt_tokens, slot.last_evaluated = len(prompt_tokens), 0
+
+        def check_cancel(done: int, total: int) -> None:
+            slot.last_evaluated = total
+            if slot.cancel.is_set():
+                raise Cancelled()
+
+        def stop_if_cancelled(ids, logits) -> bool:
+            return slot.cancel.is_set()
+
+        def put(kind: str, item: Any) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, (kind, item))
+
+        def worker() -> None:
+            try:
+                result = call(slot.llm, stream, check_cancel, [stop_if_cancelled])
+                if stream:
+                    try:
+                        for chunk in result:
+                            put("chunk", chunk)
+                    finally:
+                        result.close()
+                else:
+                    put("result", result)
+            except BaseException as err:  # noqa: BLE001 - reported to the client below
+                put("error", err)
+            finally:
+                put("end", None)
+
+        future = loop.run_in_executor(executor, worker)
+        future.add_done_callback(lambda _: pool.release(slot))
+
+        def cancel() -> None:
+            if not future.done():
+                slot.cancel.set()
+                slot.llm.request_abort()
+
+        if stream:
+            first = await queue.get()
+            if first[0] == "error":
+                await future
+                return _error_for(first[1])
+
+            async def events():
+                item = first
+                try:
+                    while True:
+                        kind, value = item
+                        if kind == "chunk":
+                            yield f"data: {json.dumps(value)}\n\n"
+                        elif kind == "error":
+                            yield f"data: {json.dumps(_error_body(value))}\n\n"
+                        elif kind == "end":
+                            yield "data: [DONE]\n\n"
+                            return
+                        item = await queue.get()
+                finally:
+                    cancel()
+
+            return StreamingResponse(events(), media_type="text/event-stream")
+
+        async def watch_disconnect():
+            while not future.done():
+                if await request.is_disconnected():
+                    cancel()
+                    return
+                await asyncio.sleep(0.2)
+
+        watcher = asyncio.ensure_future(watch_disconnect())
+        try:
+            kind, value = await queue.get()
+        finally:
+            watcher.cancel()
+        await future
+        if kind == "error":
+            return _error_for(value)
+        return JSONResponse(value)
+
+    def tokens_of(prompt) -> List[int]:
+        if isinstance(prompt, str):
+            if not prompt:
+                raise ValueError("empty prompt: give at least one character of text")
+            return llm0.tokenize(prompt, add_bos=True, special=True)
+        return list(prompt)
+
+    @app.post("/v1/completions")
+    async def completions(body: CompletionRequest, request: Request):
+        try:
+            prompt_tokens = tokens_of(body.prompt)
+        except ValueError as err:
+            return _error_for(err)
+
+        def call(llm, stream, progress, criteria):
+            return llm.create_completion(
+                prompt_tokens, max_tokens=body.max_tokens, temperature=body.temperature, top_p=body.top_p,
+                min_p=body.min_p, top_k=body.top_k, repeat_penalty=body.repeat_penalty, stop=body.stop,
+                seed=body.seed, echo=body.echo, stream=stream, progress_callback=progress,
+                stopping_criteria=criteria)
+
+        return await run(request, prompt_tokens, body.stream, call)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(body: ChatCompletionRequest, request: Request):
+        messages = [m.model_dump() for m in body.messages]
+        try:
+            message_pairs(messages)
+            prompt_tokens = llm0.tokenize(llm0.format_chat(messages), add_bos=True, special=True)
+        except ValueError as err:
+            return _error_for(err)
+
+        def call(llm, stream, progress, criteria):
+            return llm.create_chat_completion(
+                messages, max_tokens=body.max_tokens, temperature=body.temperature, top_p=body.top_p,
+                min_p=body.min_p, top_k=body.top_k, repeat_penalty=body.repeat_penalty, stop=body.stop,
+                seed=body.seed, stream=stream, progress_callback=progress, stopping_criteria=criteria)
+
+        return await run(request, prompt_tokens, body.stream, call)
+
+    return app
+
+
+def _error_body(err: BaseException) -> Dict[str, Any]:
+    if isinstance(err, ValueError):
+        code = "context_length_exceeded" if "exceed context window" in str(err) else None
+        return {"error": {"message": str(err), "type": "invalid_request_error", "param": None, "code": code}}
+    if isinstance(err, Cancelled):
+        return {"error": {"message": "cancelled", "type": "server_error", "param": None, "code": "cancelled"}}
+    return {"error": {"message": f"{type(err).__name__}: {err}", "type": "server_error", "param": None,
+                      "code": None}}
+
+
+def _error_for(err: BaseException) -> JSONResponse:
+    body = _error_body(err)
+    status = 400 if body["error"]["type"] == "invalid_request_error" else 500
+    return JSONResponse(status_code=status, content=body)
