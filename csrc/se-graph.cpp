@@ -11,6 +11,12 @@
 //   k_g = R(dk(j)) R(j) k,  dk(j) = j/G - j
 // (floor divisions). Both logit matrices are computed and merged before the softmax
 // with a 0/1 selection: logits = near * kq + far * kq_g, far = 1 - near.
+//
+// Decoding (one query per stream) takes a shortcut: a rotation moves from the query to
+// the key, <R(a) q, R(b) k> = <q, R(b - a) k>, so with one query i the grouped logits
+// are <q_i, R(dk(j) - dq(i)) k_j>. Rotating each cached key by
+// d_eff(j) = (i - j >= W) ? dk(j) - dq(i) : 0 gives every logit of the formula in one
+// ordinary attention (llama.cpp's own, flash attention included).
 
 #include "llama-se-hooks.h"
 #include "se-access.h"
@@ -45,10 +51,16 @@ public:
         return params.cparams.se_n_group == n_group && params.cparams.se_n_window == n_window;
     }
 
+    // general path (several queries per stream)
     ggml_tensor * delta_q = nullptr; // I32 [n_tokens]          dq(i) per ubatch token
     ggml_tensor * delta_k = nullptr; // I32 [n_kv*n_stream]     dk(j) per cache cell of each stream
     ggml_tensor * near    = nullptr; // F32 [n_kv, n_tps, 1, n_stream]  1 where i - j < W
     ggml_tensor * far     = nullptr; // F32 [n_kv, n_tps, 1, n_stream]  1 - near
+
+    // decode path (one query per stream)
+    ggml_tensor * delta_eff = nullptr; // I32 [n_kv*n_stream]   d_eff(j) for the stream's query
+
+    ggml_tensor * any_tensor() const { return delta_eff ? delta_eff : delta_q; }
 
     const llm_graph_input_attn_kv * attn;
     const int32_t n_group;
@@ -56,28 +68,50 @@ public:
 };
 
 void llm_graph_input_self_extend::set_input(const llama_ubatch * ubatch) {
-    if (!delta_q || !delta_q->buffer) {
+    if (!any_tensor()->buffer) {
         return; // built, but no layer used it
     }
-    GGML_ASSERT(ggml_backend_buffer_is_host(delta_q->buffer));
+    GGML_ASSERT(ggml_backend_buffer_is_host(any_tensor()->buffer));
 
     const int32_t G = n_group;
     const int32_t W = n_window;
     const int32_t shift_q = W - floor_div(W, G);
+    auto delta_q_of = [&](llama_pos p) { return floor_div(p, G) + shift_q - p; };
+    auto delta_k_of = [&](llama_pos p) { return floor_div(p, G) - p; };
 
+    const llama_kv_cache & kv = llama_se_access::cache(*attn->mctx);
+    const ggml_tensor * mask = attn->self_kq_mask;
     const int64_t n_tokens = ubatch->n_tokens;
-    const int64_t n_kv     = near->ne[0];
-    const int64_t n_tps    = near->ne[1];
-    const int64_t n_stream = near->ne[3];
+    const int64_t n_kv     = mask->ne[0];
+    const int64_t n_tps    = mask->ne[1];
+    const int64_t n_stream = mask->ne[3];
     GGML_ASSERT(n_tps*n_stream == n_tokens);
+
+    if (delta_eff) {
+        // one query per stream: rotate each key by d_eff (0 for neighbors and empty cells)
+        int32_t * de = (int32_t *) delta_eff->data;
+        for (int64_t s = 0; s < n_stream; ++s) {
+            const llama_kv_cells & cells = kv.get_cells(ubatch->seq_id[s][0]);
+            const llama_pos pi = ubatch->pos[s];
+            const int32_t   dq = delta_q_of(pi);
+            for (int64_t j = 0; j < n_kv; ++j) {
+                int32_t d = 0;
+                if (!cells.is_empty(j)) {
+                    const llama_pos pj = cells.pos_get(j);
+                    if (pi - pj >= W) {
+                        d = delta_k_of(pj) - dq;
+                    }
+                }
+                de[s*n_kv + j] = d;
+            }
+        }
+        return;
+    }
 
     int32_t * dq = (int32_t *) delta_q->data;
     for (int64_t t = 0; t < n_tokens; ++t) {
-        const llama_pos p = ubatch->pos[t];
-        dq[t] = floor_div(p, G) + shift_q - p;
+        dq[t] = delta_q_of(ubatch->pos[t]);
     }
-
-    const llama_kv_cache & kv = llama_se_access::cache(*attn->mctx);
 
     int32_t * dk     = (int32_t *) delta_k->data;
     float   * f_near = (float *)   near->data;
@@ -89,12 +123,8 @@ void llm_graph_input_self_extend::set_input(const llama_ubatch * ubatch) {
         const llama_kv_cells & cells = kv.get_cells(ubatch->seq_id[s*n_tps][0]);
 
         for (int64_t j = 0; j < n_kv; ++j) {
-            int32_t d = 0; // empty cells: no rotation (they are masked anyway)
-            if (!cells.is_empty(j)) {
-                const llama_pos p = cells.pos_get(j);
-                d = floor_div(p, G) - p;
-            }
-            dk[s*n_kv + j] = d;
+            // empty cells: no rotation (they are masked anyway)
+            dk[s*n_kv + j] = cells.is_empty(j) ? 0 : delta_k_of(cells.pos_get(j));
         }
 
         for (int64_t ii = 0; ii < n_tps; ++ii) {
@@ -126,17 +156,23 @@ llm_graph_input_self_extend * llama_se_build_inp(const llm_graph_context & g, ll
 
     auto se = std::make_unique<llm_graph_input_self_extend>(inp, cparams.se_n_group, cparams.se_n_window);
 
-    se->delta_q = ggml_new_tensor_1d(g.ctx0, GGML_TYPE_I32, g.n_tokens);
-    se->delta_k = ggml_new_tensor_1d(g.ctx0, GGML_TYPE_I32, n_kv*n_stream);
-    se->near    = ggml_new_tensor_4d(g.ctx0, GGML_TYPE_F32, n_kv, n_tps, 1, n_stream);
-    se->far     = ggml_new_tensor_4d(g.ctx0, GGML_TYPE_F32, n_kv, n_tps, 1, n_stream);
-    for (ggml_tensor * t : { se->delta_q, se->delta_k, se->near, se->far }) {
-        ggml_set_input(t);
+    if (n_tps == 1) {
+        se->delta_eff = ggml_new_tensor_1d(g.ctx0, GGML_TYPE_I32, n_kv*n_stream);
+        ggml_set_input(se->delta_eff);
+        g.cb(se->delta_eff, "se_delta_eff", -1);
+    } else {
+        se->delta_q = ggml_new_tensor_1d(g.ctx0, GGML_TYPE_I32, g.n_tokens);
+        se->delta_k = ggml_new_tensor_1d(g.ctx0, GGML_TYPE_I32, n_kv*n_stream);
+        se->near    = ggml_new_tensor_4d(g.ctx0, GGML_TYPE_F32, n_kv, n_tps, 1, n_stream);
+        se->far     = ggml_new_tensor_4d(g.ctx0, GGML_TYPE_F32, n_kv, n_tps, 1, n_stream);
+        for (ggml_tensor * t : { se->delta_q, se->delta_k, se->near, se->far }) {
+            ggml_set_input(t);
+        }
+        g.cb(se->delta_q, "se_delta_q", -1);
+        g.cb(se->delta_k, "se_delta_k", -1);
+        g.cb(se->near,    "se_near",    -1);
+        g.cb(se->far,     "se_far",     -1);
     }
-    g.cb(se->delta_q, "se_delta_q", -1);
-    g.cb(se->delta_k, "se_delta_k", -1);
-    g.cb(se->near,    "se_near",    -1);
-    g.cb(se->far,     "se_far",     -1);
 
     return (llm_graph_input_self_extend *) g.res->add_input(std::move(se));
 }
@@ -155,6 +191,23 @@ ggml_tensor * rope_delta(const llm_graph_context & g, ggml_tensor * x, ggml_tens
     return ggml_rope_ext(g.ctx0, x, pos, freq_factors,
             g.hparams.n_rot(il), g.hparams.rope_type, g.n_ctx_orig, g.freq_base, g.freq_scale,
             g.ext_factor, unit_attn_factor, g.beta_fast, g.beta_slow);
+}
+
+// The cached keys [d, heads_kv, n_kv, n_stream] rotated per cell by `delta` (I32
+// [n_kv*n_stream]). Quantized or Hadamard-rotated caches are first brought back to f32.
+ggml_tensor * rotate_cached_keys(const llm_graph_context & g, ggml_tensor * k, ggml_tensor * k_rot,
+                                 ggml_tensor * delta, ggml_tensor * freq_factors, int il) {
+    ggml_tensor * x = k;
+    const bool plain = (k->type == GGML_TYPE_F32 || k->type == GGML_TYPE_F16) && ggml_is_contiguous(k);
+    if (!plain || k_rot) {
+        x = ggml_cast(g.ctx0, k, GGML_TYPE_F32);
+        if (k_rot) {
+            x = llama_mul_mat_hadamard(g.ctx0, x, k_rot); // H^2 = I
+        }
+    }
+    x = ggml_reshape_3d(g.ctx0, x, k->ne[0], k->ne[1], k->ne[2]*k->ne[3]);
+    x = rope_delta(g, x, delta, freq_factors, il);
+    return ggml_reshape_4d(g.ctx0, x, k->ne[0], k->ne[1], k->ne[2], k->ne[3]);
 }
 
 // Split [d, heads, n_tokens] into [d, heads, n_tps, n_stream] and order it for mul_mat.
@@ -191,28 +244,25 @@ ggml_tensor * llama_se_build_attn(
     ggml_context * ctx0 = g.ctx0;
 
     const int64_t n_stream = k->ne[3];
-    const bool    v_trans  = v->nb[1] > v->nb[2];
 
     const llama_kv_cache & kv = llama_se_access::cache(*inp->mctx);
     ggml_tensor * freq_factors = llama_se_access::model(kv).get_rope_factors(g.cparams, il);
+
+    if (se->delta_eff) {
+        // decode: llama.cpp's attention over keys rotated by d_eff, with the queries
+        // before any Hadamard rotation (the rotated keys are brought back out of it too)
+        ggml_tensor * k_eff = rotate_cached_keys(g, k, inp->self_k_rot, se->delta_eff, freq_factors, il);
+        g.cb(k_eff, "se_k_eff", il);
+        return g.build_attn_mha(q_roped, k_eff, v, nullptr, kq_mask, nullptr, nullptr, 0, kq_scale, il);
+    }
 
     // grouped queries: the roped queries, rotated once more by dq
     ggml_tensor * q_g = rope_delta(g, q_roped, se->delta_q, freq_factors, il);
     g.cb(q_g, "se_q_grouped", il);
 
-    // grouped keys: the cached keys (true positions), rotated by dk; the cache itself is
-    // never written. Quantized or Hadamard-rotated caches are first brought back to f32.
-    ggml_tensor * k_g = k;
-    const bool k_plain = (k->type == GGML_TYPE_F32 || k->type == GGML_TYPE_F16) && ggml_is_contiguous(k);
-    if (!k_plain || inp->self_k_rot) {
-        k_g = ggml_cast(ctx0, k, GGML_TYPE_F32);
-        if (inp->self_k_rot) {
-            k_g = llama_mul_mat_hadamard(ctx0, k_g, inp->self_k_rot); // H^2 = I
-        }
-    }
-    k_g = ggml_reshape_3d(ctx0, k_g, k->ne[0], k->ne[1], k->ne[2]*k->ne[3]);
-    k_g = rope_delta(g, k_g, se->delta_k, freq_factors, il);
-    k_g = ggml_reshape_4d(ctx0, k_g, k->ne[0], k->ne[1], k->ne[2], k->ne[3]);
+    // grouped keys: the cached keys (true positions) rotated by dk; the cache itself is
+    // never written
+    ggml_tensor * k_g = rotate_cached_keys(g, k, inp->self_k_rot, se->delta_k, freq_factors, il);
     g.cb(k_g, "se_k_grouped", il);
 
     // both logit matrices, [n_kv, n_tps, n_head, n_stream]
@@ -232,6 +282,7 @@ ggml_tensor * llama_se_build_attn(
 
     // values as in llama.cpp's non-flash path; with flash attention on, V is stored
     // untransposed (and may be quantized) and is brought into shape here
+    const bool v_trans = v->nb[1] > v->nb[2];
     if (ggml_is_quantized(v->type)) {
         v = ggml_cast(ctx0, v, GGML_TYPE_F32);
     }
