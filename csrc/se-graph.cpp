@@ -12,6 +12,11 @@
 // (floor divisions). Both logit matrices are computed and merged before the softmax
 // with a 0/1 selection: logits = near * kq + far * kq_g, far = 1 - near.
 //
+// Prefill of one sequence whose cache cells hold positions 0, 1, 2, ... in order (the
+// usual case) takes a banded form: cells far from every query of the ubatch need only
+// grouped logits, cells near all of them only normal logits, and only a band of about
+// n_tokens cells in between needs both and the merge. Other layouts take the general form.
+//
 // Decoding (one query per stream) takes a shortcut: a rotation moves from the query to
 // the key, <R(a) q, R(b) k> = <q, R(b - a) k>, so with one query i the grouped logits
 // are <q_i, R(dk(j) - dq(i)) k_j>. Rotating each cached key by
@@ -48,7 +53,8 @@ public:
     // the tensors' shapes equal those of the parent's KQ mask and k_idxs, which the
     // parent input checks; what is left to compare is the Self-Extend setting itself
     bool can_reuse(const llm_graph_params & params) override {
-        return params.cparams.se_n_group == n_group && params.cparams.se_n_window == n_window;
+        // a banded graph's shape depends on the ubatch's positions
+        return !banded && params.cparams.se_n_group == n_group && params.cparams.se_n_window == n_window;
     }
 
     // general path (several queries per stream)
@@ -60,6 +66,13 @@ public:
     // decode path (one query per stream)
     ggml_tensor * delta_eff = nullptr; // I32 [n_kv*n_stream]   d_eff(j) for the stream's query
 
+    // banded prefill (one stream, cell j holds position j): cells [0, band_begin) are far
+    // from every query, [band_end, n_kv) near every query; delta_k then covers
+    // [0, band_end), and near/far only the band: [band_end - band_begin, n_tps, 1, 1]
+    bool    banded     = false;
+    int64_t band_begin = 0;
+    int64_t band_end   = 0;
+
     ggml_tensor * any_tensor() const { return delta_eff ? delta_eff : delta_q; }
 
     const llm_graph_input_attn_kv * attn;
@@ -68,8 +81,8 @@ public:
 };
 
 void llm_graph_input_self_extend::set_input(const llama_ubatch * ubatch) {
-    if (!any_tensor()->buffer) {
-        return; // built, but no layer used it
+    if (any_tensor() == nullptr || !any_tensor()->buffer) {
+        return; // plain attention this ubatch, or built but no layer used it
     }
     GGML_ASSERT(ggml_backend_buffer_is_host(any_tensor()->buffer));
 
@@ -117,6 +130,23 @@ void llm_graph_input_self_extend::set_input(const llama_ubatch * ubatch) {
     float   * f_near = (float *)   near->data;
     float   * f_far  = (float *)   far->data;
 
+    if (banded) {
+        // cell j holds position j (checked when the graph was built for this ubatch)
+        const int64_t n_band = band_end - band_begin;
+        for (int64_t j = 0; j < band_end; ++j) {
+            dk[j] = delta_k_of((llama_pos) j);
+        }
+        for (int64_t i = 0; i < n_tokens; ++i) {
+            const llama_pos pi = ubatch->pos[i];
+            for (int64_t jj = 0; jj < n_band; ++jj) {
+                const bool is_near = pi - (band_begin + jj) < W;
+                f_near[i*n_band + jj] = is_near ? 1.0f : 0.0f;
+                f_far [i*n_band + jj] = is_near ? 0.0f : 1.0f;
+            }
+        }
+        return;
+    }
+
     for (int64_t s = 0; s < n_stream; ++s) {
         // the ubatch's streams are consecutive groups of n_tps tokens of one sequence each,
         // in the order of the K view's streams (split_equal, as for the KQ mask)
@@ -143,6 +173,37 @@ void llm_graph_input_self_extend::set_input(const llama_ubatch * ubatch) {
     }
 }
 
+namespace {
+
+// The band of a prefill ubatch of one sequence, if its visible cells hold positions
+// 0, 1, 2, ... in cell order: cells below `begin` are far from every query (i - j >= W
+// for the smallest i), cells from `end` on near every query (i - j < W for the largest).
+bool find_band(const llm_graph_context & g, const llm_graph_input_attn_kv * inp, int32_t W,
+               int64_t n_kv, int64_t & begin, int64_t & end) {
+    const llama_ubatch & ub = g.ubatch;
+    if (ub.n_seqs_unq != 1 || ub.n_tokens < 2) {
+        return false;
+    }
+    const llama_seq_id seq = ub.seq_id[0][0];
+    llama_pos p_min = ub.pos[0];
+    llama_pos p_max = ub.pos[0];
+    for (uint32_t t = 1; t < ub.n_tokens; ++t) {
+        p_min = std::min(p_min, ub.pos[t]);
+        p_max = std::max(p_max, ub.pos[t]);
+    }
+    const llama_kv_cells & cells = llama_se_access::cache(*inp->mctx).get_cells(seq);
+    for (int64_t j = 0; j < n_kv; ++j) {
+        if (!cells.is_empty(j) && cells.seq_has(j, seq) && cells.pos_get(j) != j) {
+            return false;
+        }
+    }
+    begin = std::clamp<int64_t>((int64_t) p_min - W + 1, 0, n_kv);
+    end   = std::clamp<int64_t>((int64_t) p_max - W + 1, 0, n_kv);
+    return true;
+}
+
+}  // namespace
+
 llm_graph_input_self_extend * llama_se_build_inp(const llm_graph_context & g, llm_graph_input_attn_kv * inp) {
     const llama_cparams & cparams = g.cparams;
     if (cparams.se_n_group <= 0 || cparams.training || inp->self_kq_mask == nullptr) {
@@ -161,10 +222,22 @@ llm_graph_input_self_extend * llama_se_build_inp(const llm_graph_context & g, ll
         ggml_set_input(se->delta_eff);
         g.cb(se->delta_eff, "se_delta_eff", -1);
     } else {
+        int64_t n_keys = n_kv*n_stream;   // cells that get a delta_k
+        int64_t n_sel  = n_kv;            // cells that get near/far per query
+        if (n_stream == 1 && find_band(g, inp, cparams.se_n_window, n_kv, se->band_begin, se->band_end)) {
+            se->banded = true;
+            if (se->band_end == 0) {
+                // every cell is a neighbor of every query: this is plain attention
+                se->delta_q = nullptr;
+                return (llm_graph_input_self_extend *) g.res->add_input(std::move(se));
+            }
+            n_keys = se->band_end;
+            n_sel  = se->band_end - se->band_begin;
+        }
         se->delta_q = ggml_new_tensor_1d(g.ctx0, GGML_TYPE_I32, g.n_tokens);
-        se->delta_k = ggml_new_tensor_1d(g.ctx0, GGML_TYPE_I32, n_kv*n_stream);
-        se->near    = ggml_new_tensor_4d(g.ctx0, GGML_TYPE_F32, n_kv, n_tps, 1, n_stream);
-        se->far     = ggml_new_tensor_4d(g.ctx0, GGML_TYPE_F32, n_kv, n_tps, 1, n_stream);
+        se->delta_k = ggml_new_tensor_1d(g.ctx0, GGML_TYPE_I32, n_keys);
+        se->near    = ggml_new_tensor_4d(g.ctx0, GGML_TYPE_F32, n_sel, n_tps, 1, n_stream);
+        se->far     = ggml_new_tensor_4d(g.ctx0, GGML_TYPE_F32, n_sel, n_tps, 1, n_stream);
         for (ggml_tensor * t : { se->delta_q, se->delta_k, se->near, se->far }) {
             ggml_set_input(t);
         }
@@ -217,6 +290,73 @@ ggml_tensor * split_streams(ggml_context * ctx, ggml_tensor * x, int64_t n_strea
     return ggml_permute(ctx, x, 0, 2, 1, 3);
 }
 
+// Cells [first, first + n) of a one-stream K view [d, heads_kv, n_kv, 1].
+ggml_tensor * key_cells(ggml_context * ctx, ggml_tensor * k, int64_t first, int64_t n) {
+    return ggml_view_4d(ctx, k, k->ne[0], k->ne[1], n, 1, k->nb[1], k->nb[2], k->nb[3], first*k->nb[2]);
+}
+
+// logits [n_kv, n_tps, n_head, n_stream], general form: normal and grouped logits for
+// every cell, merged by replacement before the softmax: near * kq + far * kq_g
+// (exactly kq where near).
+ggml_tensor * general_logits(const llm_graph_context & g, llm_graph_input_self_extend * se, ggml_tensor * k,
+                             ggml_tensor * q, ggml_tensor * q_g, ggml_tensor * k_rot,
+                             ggml_tensor * freq_factors, int il) {
+    ggml_context * ctx0 = g.ctx0;
+    const int64_t n_stream = k->ne[3];
+
+    // grouped keys: the cached keys (true positions) rotated by dk; the cache itself is
+    // never written
+    ggml_tensor * k_g = rotate_cached_keys(g, k, k_rot, se->delta_k, freq_factors, il);
+    g.cb(k_g, "se_k_grouped", il);
+
+    ggml_tensor * kq = ggml_mul_mat(ctx0, ggml_permute(ctx0, k, 0, 2, 1, 3), split_streams(ctx0, q, n_stream));
+    ggml_prec_set_acc(kq, GGML_PREC_F32);
+    ggml_tensor * kq_g = ggml_mul_mat(ctx0, ggml_permute(ctx0, k_g, 0, 2, 1, 3), split_streams(ctx0, q_g, n_stream));
+    ggml_prec_set_acc(kq_g, GGML_PREC_F32);
+
+    kq   = ggml_mul_inplace(ctx0, kq,   se->near);
+    kq_g = ggml_mul_inplace(ctx0, kq_g, se->far);
+    return ggml_add_inplace(ctx0, kq, kq_g);
+}
+
+// logits [n_kv, n_tps, n_head, 1], banded form (cell j holds position j): grouped logits
+// for cells [0, band_begin), both kinds merged for the band, normal logits from band_end.
+ggml_tensor * banded_logits(const llm_graph_context & g, llm_graph_input_self_extend * se, ggml_tensor * k,
+                            ggml_tensor * q, ggml_tensor * q_g, ggml_tensor * k_rot,
+                            ggml_tensor * freq_factors, int il) {
+    ggml_context * ctx0 = g.ctx0;
+    const int64_t n_kv  = k->ne[2];
+    const int64_t begin = se->band_begin;
+    const int64_t end   = se->band_end;
+
+    // grouped logits for cells [0, end)
+    ggml_tensor * k_g = rotate_cached_keys(g, key_cells(ctx0, k, 0, end), k_rot, se->delta_k, freq_factors, il);
+    g.cb(k_g, "se_k_grouped", il);
+    ggml_tensor * kq_g = ggml_mul_mat(ctx0, ggml_permute(ctx0, k_g, 0, 2, 1, 3), split_streams(ctx0, q_g, 1));
+    ggml_prec_set_acc(kq_g, GGML_PREC_F32);
+
+    // normal logits for cells [begin, n_kv)
+    ggml_tensor * kq_n = ggml_mul_mat(ctx0, ggml_permute(ctx0, key_cells(ctx0, k, begin, n_kv - begin), 0, 2, 1, 3),
+                                      split_streams(ctx0, q, 1));
+    ggml_prec_set_acc(kq_n, GGML_PREC_F32);
+
+    auto cols = [&](ggml_tensor * x, int64_t first, int64_t n) {
+        return ggml_view_4d(ctx0, x, n, x->ne[1], x->ne[2], x->ne[3], x->nb[1], x->nb[2], x->nb[3],
+                            first*ggml_element_size(x));
+    };
+
+    // the band: both, merged by replacement
+    ggml_tensor * band = ggml_add(ctx0,
+            ggml_mul(ctx0, cols(kq_n, 0, end - begin), se->near),
+            ggml_mul(ctx0, cols(kq_g, begin, end - begin), se->far));
+
+    ggml_tensor * kq = band;
+    if (begin > 0) {
+        kq = ggml_concat(ctx0, cols(kq_g, 0, begin), kq, 0);
+    }
+    return ggml_concat(ctx0, kq, cols(kq_n, end - begin, n_kv - end), 0);
+}
+
 }  // namespace
 
 ggml_tensor * llama_se_build_attn(
@@ -256,25 +396,17 @@ ggml_tensor * llama_se_build_attn(
         return g.build_attn_mha(q_roped, k_eff, v, nullptr, kq_mask, nullptr, nullptr, 0, kq_scale, il);
     }
 
+    if (se->banded && se->delta_q == nullptr) {
+        return nullptr; // every key is a neighbor of every query: plain attention
+    }
+
     // grouped queries: the roped queries, rotated once more by dq
     ggml_tensor * q_g = rope_delta(g, q_roped, se->delta_q, freq_factors, il);
     g.cb(q_g, "se_q_grouped", il);
 
-    // grouped keys: the cached keys (true positions) rotated by dk; the cache itself is
-    // never written
-    ggml_tensor * k_g = rotate_cached_keys(g, k, inp->self_k_rot, se->delta_k, freq_factors, il);
-    g.cb(k_g, "se_k_grouped", il);
-
-    // both logit matrices, [n_kv, n_tps, n_head, n_stream]
-    ggml_tensor * kq = ggml_mul_mat(ctx0, ggml_permute(ctx0, k, 0, 2, 1, 3), split_streams(ctx0, q, n_stream));
-    ggml_prec_set_acc(kq, GGML_PREC_F32);
-    ggml_tensor * kq_g = ggml_mul_mat(ctx0, ggml_permute(ctx0, k_g, 0, 2, 1, 3), split_streams(ctx0, q_g, n_stream));
-    ggml_prec_set_acc(kq_g, GGML_PREC_F32);
-
-    // merge by replacement, before the softmax: near * kq + far * kq_g (exactly kq where near)
-    kq   = ggml_mul_inplace(ctx0, kq,   se->near);
-    kq_g = ggml_mul_inplace(ctx0, kq_g, se->far);
-    kq   = ggml_add_inplace(ctx0, kq, kq_g);
+    ggml_tensor * kq = se->banded
+        ? banded_logits(g, se, k, q, q_g, inp->self_k_rot, freq_factors, il)
+        : general_logits(g, se, k, q, q_g, inp->self_k_rot, freq_factors, il);
     g.cb(kq, "se_kq", il);
 
     kq = ggml_soft_max_ext(ctx0, kq, kq_mask, kq_scale, hparams.f_max_alibi_bias);

@@ -13,11 +13,13 @@ from .llama import Llama
 
 class ChatSession:
     def __init__(self, llm: Llama, system: Optional[str] = None, document_path: Optional[str] = None,
-                 temperature: float = 0.2, max_tokens: Optional[int] = None, seed: Optional[int] = None):
+                 temperature: float = 0.2, max_tokens: Optional[int] = None, seed: Optional[int] = None,
+                 logit_bias: Optional[Dict[int, float]] = None):
         self.llm = llm
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.seed = seed
+        self.logit_bias = logit_bias
         self._system = self._system_prompt(system, document_path)
         self.messages: List[Dict[str, str]] = []
         self.reset()
@@ -42,7 +44,8 @@ class ChatSession:
         evaluated = []
         stream = self.llm.create_chat_completion(
             self.messages, stream=True, temperature=self.temperature, max_tokens=self.max_tokens,
-            seed=self.seed, progress_callback=lambda done, total: evaluated.append(total))
+            seed=self.seed, logit_bias=self.logit_bias,
+            progress_callback=lambda done, total: evaluated.append(total))
         reply = []
         try:
             for chunk in stream:

@@ -33,6 +33,7 @@ def _common_options() -> argparse.ArgumentParser:
     s.add_argument("--max-tokens", "-n", type=int, default=None)
     s.add_argument("--temperature", "--temp", type=float, default=None)
     s.add_argument("--seed", "-s", type=int, default=LLAMA_DEFAULT_SEED)
+    s.add_argument("--ignore-eos", action="store_true", help="keep generating past end-of-generation tokens")
     return p
 
 
@@ -63,7 +64,7 @@ def cmd_complete(args) -> int:
     stream = llm.create_completion(
         prompt, max_tokens=args.max_tokens if args.max_tokens is not None else 256,
         temperature=args.temperature if args.temperature is not None else 0.8,
-        stream=True, progress_callback=ProgressBar())
+        stream=True, progress_callback=ProgressBar(), logit_bias=llm.eog_bias() if args.ignore_eos else None)
     for chunk in stream:
         sys.stdout.write(chunk["choices"][0]["text"])
         sys.stdout.flush()
@@ -117,7 +118,8 @@ def cmd_chat(args) -> int:
     llm = _open_llama(args, args.n_ctx or 8192)
     session = ChatSession(llm, system=args.system, document_path=args.file,
                           temperature=args.temperature if args.temperature is not None else 0.2,
-                          max_tokens=args.max_tokens, seed=None if args.seed == LLAMA_DEFAULT_SEED else args.seed)
+                          max_tokens=args.max_tokens, seed=None if args.seed == LLAMA_DEFAULT_SEED else args.seed,
+                          logit_bias=llm.eog_bias() if args.ignore_eos else None)
     print(f"selfextend-gguf chat: {_describe(llm)}\n{CHAT_HELP}", file=sys.stderr, flush=True)
     while True:
         try:
@@ -208,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queue-size", type=int, default=16, help="requests that may wait for a slot; beyond: 503")
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1")
     p.set_defaults(func=cmd_serve)
+
+    from .eval.cli import add_parser as add_eval_parser
+    add_eval_parser(sub)
 
     p = sub.add_parser("demo", parents=[common],
                        help="passkey beyond the trained window: vanilla against Self-Extend")

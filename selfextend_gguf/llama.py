@@ -138,6 +138,7 @@ class Llama:
         self._seed = seed
         self._n_vocab = self._model.n_vocab()
         self._tokens: List[int] = []
+        self._positions_edited = False
         self._lock = threading.RLock()
         # like llama_cpp: one row per position; np.zeros pages in only the rows written
         self.scores = np.zeros((self._n_ctx, self._n_vocab), dtype=np.float32)
@@ -151,6 +152,13 @@ class Llama:
 
     def n_ctx(self) -> int:
         return self._n_ctx
+
+    def state_size(self) -> int:
+        """Bytes of the context state (mostly the KV cache in use)."""
+        return self._ctx.state_size()
+
+    def n_batch(self) -> int:
+        return self._ctx.n_batch()
 
     def n_ctx_train(self) -> int:
         return self._model.n_ctx_train()
@@ -182,6 +190,11 @@ class Llama:
     def token_eos(self) -> int:
         return self._model.token_eos()
 
+    def eog_bias(self) -> Dict[int, float]:
+        """A logit_bias that keeps end-of-generation tokens from being sampled (--ignore-eos)."""
+        tokens = {self._model.token_eos(), self._model.token_eot()}
+        return {t: float("-inf") for t in tokens if t >= 0}
+
     def tokenize(self, text: Union[str, bytes], add_bos: bool = True, special: bool = False) -> List[int]:
         """Tokens of text; add_bos adds the BOS token only if the model's vocabulary wants one."""
         return self._model.tokenize(_text_bytes(text, "text"), bool(add_bos), bool(special))
@@ -201,6 +214,7 @@ class Llama:
         """Forget the current sequence (the KV cache is cleared)."""
         with self._lock:
             self._tokens = []
+            self._positions_edited = False
             self._ctx.memory_clear()
 
     def eval(self, tokens: Sequence[int], progress_callback: Optional[ProgressCallback] = None) -> None:
@@ -214,14 +228,7 @@ class Llama:
             return
         with self._lock:
             start = len(self._tokens)
-            if start + len(tokens) > self.n_ctx():
-                raise ValueError(
-                    f"Requested tokens ({start + len(tokens)}) exceed context window of {self.n_ctx()}; "
-                    f"create the Llama with a larger n_ctx (Self-Extend lets it exceed the model's "
-                    f"trained context of {self.n_ctx_train()})")
-            bad = [t for t in tokens if not 0 <= t < self._n_vocab]
-            if bad:
-                raise ValueError(f"token id {bad[0]} is outside the vocabulary [0, {self._n_vocab})")
+            self._check_room(start, tokens)
             n_batch = self._ctx.n_batch()
             try:
                 for offset in range(0, len(tokens), n_batch):
@@ -240,6 +247,67 @@ class Llama:
                 del self._tokens[start:]
                 raise
 
+    def eval_logits(self, tokens: Sequence[int]) -> np.ndarray:
+        """Append tokens like eval, and return the logits of every one of them
+        (n_tokens x n_vocab) without keeping them in `scores`."""
+        tokens = [int(t) for t in tokens]
+        if not tokens:
+            return np.zeros((0, self._n_vocab), dtype=np.float32)
+        with self._lock:
+            self._check_room(len(self._tokens), tokens)
+            out = np.empty((len(tokens), self._n_vocab), dtype=np.float32)
+            start = len(self._tokens)
+            n_batch = self._ctx.n_batch()
+            try:
+                for offset in range(0, len(tokens), n_batch):
+                    chunk = tokens[offset:offset + n_batch]
+                    out[offset:offset + len(chunk)] = self._ctx.decode(chunk, len(self._tokens), 0, True)
+                    self._tokens.extend(chunk)
+            except BaseException:
+                self._ctx.seq_rm(0, start, -1)
+                del self._tokens[start:]
+                raise
+            return out
+
+    # Position editing, for methods that move cached positions (llama.cpp's grouped-cache
+    # "self-extend" and context shifting). Afterwards positions no longer equal token
+    # indices, so the next completion starts from an empty cache.
+
+    def eval_at(self, tokens: Sequence[int], pos: int) -> np.ndarray:
+        """Evaluate tokens at positions pos, pos+1, ... and return the last logits."""
+        tokens = [int(t) for t in tokens]
+        with self._lock:
+            self._check_room(max(pos, len(self._tokens)), tokens)
+            logits = self._ctx.decode(tokens, pos, 0, False)
+            self._tokens.extend(tokens)
+            self._positions_edited = True
+            return logits[-1]
+
+    def kv_seq_add(self, p0: int, p1: int, delta: int) -> None:
+        """Add delta to the positions in [p0, p1) of the cache (llama_memory_seq_add)."""
+        with self._lock:
+            self._ctx.seq_add(0, p0, p1, delta)
+            self._positions_edited = True
+
+    def kv_seq_div(self, p0: int, p1: int, d: int) -> None:
+        """Integer-divide the positions in [p0, p1) by d (llama_memory_seq_div)."""
+        with self._lock:
+            self._ctx.seq_div(0, p0, p1, d)
+            self._positions_edited = True
+
+    def kv_pos_max(self) -> int:
+        return self._ctx.seq_pos_max(0)
+
+    def _check_room(self, used: int, tokens: Sequence[int]) -> None:
+        if used + len(tokens) > self.n_ctx():
+            raise ValueError(
+                f"Requested tokens ({used + len(tokens)}) exceed context window of {self.n_ctx()}; "
+                f"create the Llama with a larger n_ctx (Self-Extend lets it exceed the model's "
+                f"trained context of {self.n_ctx_train()})")
+        bad = [t for t in tokens if not 0 <= t < self._n_vocab]
+        if bad:
+            raise ValueError(f"token id {bad[0]} is outside the vocabulary [0, {self._n_vocab})")
+
     def last_logits(self) -> np.ndarray:
         if not self._tokens:
             raise ValueError("no tokens evaluated yet")
@@ -252,6 +320,8 @@ class Llama:
         if not tokens:
             raise ValueError("empty prompt: give at least one token of text")
         with self._lock:
+            if self._positions_edited:
+                self.reset()
             keep = 0
             limit = min(len(self._tokens), len(tokens) - 1)  # always evaluate one token for logits
             while keep < limit and self._tokens[keep] == tokens[keep]:
@@ -294,13 +364,19 @@ class Llama:
                     top_k: int, top_p: float, min_p: float, repeat_penalty: float,
                     seed: Optional[int], stop: Union[str, Sequence[str], None],
                     progress_callback: Optional[ProgressCallback],
-                    stopping_criteria: Optional[Sequence[StoppingCriterion]]) -> Generation:
+                    stopping_criteria: Optional[Sequence[StoppingCriterion]],
+                    logit_bias: Optional[Mapping[int, float]]) -> Generation:
         if max_tokens is not None and max_tokens <= 0:
             max_tokens = None  # llama_cpp: unlimited, bounded by n_ctx
         if isinstance(stop, str):
             stop = [stop]
+        if logit_bias:
+            try:
+                logit_bias = {int(token): float(bias) for token, bias in logit_bias.items()}
+            except (TypeError, ValueError) as err:
+                raise ValueError("logit_bias must map token ids to numbers") from err
         params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
-                                repeat_penalty=repeat_penalty)
+                                repeat_penalty=repeat_penalty, logit_bias=logit_bias or None)
         if seed is None:
             seed = self._seed
         sampler = Sampler(params, None if seed == LLAMA_DEFAULT_SEED else seed)
@@ -322,11 +398,13 @@ class Llama:
         echo: bool = False,
         progress_callback: Optional[ProgressCallback] = None,
         stopping_criteria: Optional[Sequence[StoppingCriterion]] = None,
+        logit_bias: Optional[Mapping[int, float]] = None,
     ) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
         """Complete a prompt; an OpenAI-shaped dict, or an iterator of chunks with stream=True."""
         prompt_tokens = self._prompt_tokens(prompt)
         gen = self._generation(prompt_tokens, max_tokens, temperature, top_k, top_p, min_p,
-                               repeat_penalty, seed, stop, progress_callback, stopping_criteria)
+                               repeat_penalty, seed, stop, progress_callback, stopping_criteria,
+                               logit_bias)
         id_ = responses.new_id("cmpl")
         prefix = self.detokenize(prompt_tokens).decode("utf-8", errors="replace") if echo else ""
         if stream:
@@ -361,12 +439,14 @@ class Llama:
         repeat_penalty: float = 1.0,
         progress_callback: Optional[ProgressCallback] = None,
         stopping_criteria: Optional[Sequence[StoppingCriterion]] = None,
+        logit_bias: Optional[Mapping[int, float]] = None,
     ) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
         """Chat with the GGUF's chat template; OpenAI-shaped dict or chunk iterator."""
         prompt = self.format_chat(messages)
         prompt_tokens = self._prompt_tokens(prompt)
         gen = self._generation(prompt_tokens, max_tokens, temperature, top_k, top_p, min_p,
-                               repeat_penalty, seed, stop, progress_callback, stopping_criteria)
+                               repeat_penalty, seed, stop, progress_callback, stopping_criteria,
+                               logit_bias)
         id_ = responses.new_id("chatcmpl")
         if stream:
             return self._stream_chat(gen, id_)

@@ -4,7 +4,7 @@ repeat penalty, then top-k, top-p, min-p, temperature. temperature <= 0 is greed
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 
@@ -17,6 +17,7 @@ class SamplingParams:
     min_p: float = 0.05
     repeat_penalty: float = 1.0
     repeat_last_n: int = 64
+    logit_bias: Optional[Dict[int, float]] = None   # added to the logits of these tokens first
 
     def validate(self) -> None:
         if self.temperature < 0:
@@ -38,6 +39,11 @@ class Sampler:
     def __call__(self, logits: np.ndarray, history: Sequence[int] = ()) -> int:
         p = self.params
         logits = np.asarray(logits, dtype=np.float64)
+        if p.logit_bias:
+            logits = logits.copy()
+            for token, bias in p.logit_bias.items():
+                if 0 <= token < logits.size:
+                    logits[token] += bias
         if p.repeat_penalty != 1.0 and p.repeat_last_n != 0 and len(history):
             recent = np.unique(np.asarray(history[-p.repeat_last_n:] if p.repeat_last_n > 0 else history))
             logits = logits.copy()

@@ -178,4 +178,5 @@ def test_interrupted_prefill_rolls_back(tiny_llama_512, random_tokens):
     llm.eval(more)
     fresh = Llama(str(tiny_llama_512.path), n_ctx=1024, n_batch=64, logits_all=True)
     fresh.eval(first + more)
-    assert np.array_equal(llm.scores[:150], fresh.scores[:150])
+    # (equal up to float rounding: the two runs split the tokens into different batches)
+    assert np.allclose(llm.scores[:150], fresh.scores[:150], atol=1e-4, rtol=0)

@@ -90,7 +90,7 @@ def test_chat_cli_commands(tiny_llama_512, tmp_path):
 
 def test_ctrl_c_stops_the_reply_not_the_session(tiny_llama_512):
     # a reply long enough to interrupt: up to 3500 tokens
-    child = spawn_chat(tiny_llama_512.path, "--n-ctx", "4096", "-n", "3500", "--temp", "0")
+    child = spawn_chat(tiny_llama_512.path, "--n-ctx", "4096", "-n", "3500", "--temp", "0", "--ignore-eos")
     child.sendline("Talk for a long time")
     child.expect("Talk for a long time\r\n")   # the terminal's echo of the input
     child.expect(r"\S", timeout=60)            # the reply has started streaming

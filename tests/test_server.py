@@ -118,8 +118,10 @@ def test_bad_requests_get_openai_errors(server):
 
 def test_disconnect_stops_generation_and_frees_the_slot(server):
     before = server.health()["slots_idle"]
+    max_tokens = 900
     with httpx.stream("POST", server.url + "/v1/completions", timeout=60,
-                      json={"prompt": "Long one", "max_tokens": 900, "temperature": 0, "stream": True}) as r:
+                      json={"prompt": "Long one", "max_tokens": max_tokens, "temperature": 0, "stream": True,
+                            "logit_bias": {"2": -100}}) as r:   # end-of-sequence banned: it would run to 900
         lines = r.iter_lines()
         got = [next(lines) for _ in range(3)]
         assert any(line.startswith("data: ") for line in got)
@@ -128,32 +130,50 @@ def test_disconnect_stops_generation_and_frees_the_slot(server):
         if server.health()["slots_idle"] == before:
             break
         time.sleep(0.1)
-    assert server.health()["slots_idle"] == before
+    health = server.health()
+    assert health["slots_idle"] == before
+    # and its generation stopped early: the slot's cache holds far fewer than 900 new tokens
+    slot = max(health["slots"], key=lambda s: s["n_cached"])
+    assert slot["n_cached"] < slot["last_prompt_tokens"] + max_tokens - 100, slot
+
+
+def wait_for(predicate, what, attempts=300):
+    for _ in range(attempts):
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_queue_full_answers_503(tiny_llama_512):
-    srv = ServerProcess("--model", str(tiny_llama_512.path), "--n-ctx", "2048", "--parallel", "1",
+    srv = ServerProcess("--model", str(tiny_llama_512.path), "--n-ctx", "8192", "--parallel", "1",
                         "--queue-size", "1", "--threads", "1")
     try:
-        statuses, bodies = [], []
-        start = threading.Barrier(4)
+        queued = {}
+        # A holds the only slot: a long streamed generation
+        with httpx.stream("POST", srv.url + "/v1/completions", timeout=120,
+                          json={"prompt": "busy", "max_tokens": 8000, "temperature": 0, "stream": True,
+                                "logit_bias": {"2": -100}}) as a:   # no end-of-sequence: runs long
+            lines_a = a.iter_lines()   # keep the iterator: dropping it closes the connection
+            next(lines_a)
+            assert srv.health()["slots_idle"] == 0
 
-        def slow():
-            start.wait()
-            r = httpx.post(srv.url + "/v1/completions", timeout=300,
-                           json={"prompt": "busy", "max_tokens": 2000, "temperature": 0})
-            statuses.append(r.status_code)
-            bodies.append(r.json())
+            # B waits in the queue
+            def b():
+                r = httpx.post(srv.url + "/v1/completions", json={"prompt": "queued", "max_tokens": 2}, timeout=300)
+                queued["status"] = r.status_code
+            tb = threading.Thread(target=b)
+            tb.start()
+            wait_for(lambda: srv.health()["queue"] == 1, "the request to queue")
 
-        threads = [threading.Thread(target=slow) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=600)
-        assert sorted(statuses).count(200) == 2, statuses     # one running, one queued
-        assert statuses.count(503) == 2, statuses
-        busy = [b for b in bodies if "error" in b]
-        assert all(b["error"]["code"] == "queue_full" for b in busy)
+            # C finds the slot busy and the queue full
+            c = httpx.post(srv.url + "/v1/completions", json={"prompt": "rejected", "max_tokens": 2}, timeout=60)
+            assert c.status_code == 503
+            assert c.json()["error"]["code"] == "queue_full"
+        # A disconnected: its slot goes to B
+        tb.join(timeout=300)
+        assert queued["status"] == 200
+        wait_for(lambda: srv.health()["slots_idle"] == 1, "the slot to be free")
     finally:
         srv.stop()
 

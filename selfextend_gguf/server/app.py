@@ -186,7 +186,7 @@ def create_app(pool: SlotPool, model_name: str, api_key: Optional[str] = None) -
                 prompt_tokens, max_tokens=body.max_tokens, temperature=body.temperature, top_p=body.top_p,
                 min_p=body.min_p, top_k=body.top_k, repeat_penalty=body.repeat_penalty, stop=body.stop,
                 seed=body.seed, echo=body.echo, stream=stream, progress_callback=progress,
-                stopping_criteria=criteria)
+                stopping_criteria=criteria, logit_bias=body.logit_bias)
 
         return await run(request, prompt_tokens, body.stream, call)
 
@@ -203,7 +203,8 @@ def create_app(pool: SlotPool, model_name: str, api_key: Optional[str] = None) -
             return llm.create_chat_completion(
                 messages, max_tokens=body.max_tokens, temperature=body.temperature, top_p=body.top_p,
                 min_p=body.min_p, top_k=body.top_k, repeat_penalty=body.repeat_penalty, stop=body.stop,
-                seed=body.seed, stream=stream, progress_callback=progress, stopping_criteria=criteria)
+                seed=body.seed, stream=stream, progress_callback=progress, stopping_criteria=criteria,
+                logit_bias=body.logit_bias)
 
         return await run(request, prompt_tokens, body.stream, call)
 

@@ -3,7 +3,7 @@ validated, and a violation becomes a 400 with an OpenAI-style error."""
 
 from __future__ import annotations
 
-from typing import List, Optional, Union
+from typing import Dict, List, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,6 +20,7 @@ class _Sampling(BaseModel):
     stop: Optional[Union[str, List[str]]] = None
     stream: bool = False
     seed: Optional[int] = None
+    logit_bias: Optional[Dict[int, float]] = Field(None, description="token id -> bias, as OpenAI (-100 bans)")
     n: int = Field(1, ge=1, le=1, description="only one choice per request")
 
 

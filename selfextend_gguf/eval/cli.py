@@ -1,0 +1,97 @@
+"""`selfextend-gguf eval passkey | digits | perplexity | speed`."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from .methods import METHODS
+
+
+def _ints(text: str):
+    return [int(float(x[:-1]) * 1024) if x.endswith("k") else int(x) for x in text.split(",") if x]
+
+
+def _floats(text: str):
+    return [float(x) for x in text.split(",") if x]
+
+
+def _methods(text: str):
+    names = [m for m in text.split(",") if m]
+    for m in names:
+        if m not in METHODS:
+            raise argparse.ArgumentTypeError(f"unknown method {m!r} (choose from {', '.join(METHODS)})")
+    return names
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("eval", help="compare Self-Extend with other methods (passkey, digits, perplexity, speed)")
+    tasks = p.add_subparsers(dest="task", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--model", "-m", default=None, help="GGUF model (default: the default model)")
+    common.add_argument("--methods", type=_methods, default=list(METHODS),
+                        help=f"comma-separated, from {','.join(METHODS)}")
+    common.add_argument("--out", type=Path, default=Path("bench/results"), help="results directory")
+    common.add_argument("--threads", "-t", type=int, default=None)
+    common.add_argument("--group-size", type=int, default=None, help="G for self-extend/grouped-cache (default: eq. 5)")
+    common.add_argument("--neighbor-window", type=int, default=None)
+
+    t = tasks.add_parser("passkey", parents=[common], help="lengths x depths x trials grid")
+    t.add_argument("--lengths", type=_ints, default=_ints("8k,16k,24k"))
+    t.add_argument("--depths", type=_floats, default=_floats("0.1,0.3,0.5,0.7,0.9"))
+    t.add_argument("--trials", type=int, default=2)
+    t.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
+    t.add_argument("--seed", type=int, default=0)
+
+    t = tasks.add_parser("digits", parents=[common], help="varying key lengths at a fixed prompt length (§4.7)")
+    t.add_argument("--length", type=_ints, default=_ints("16k"))
+    t.add_argument("--digits", type=_ints, default=_ints("5,8,16,36,48,64,100"))
+    t.add_argument("--depths", type=_floats, default=_floats("0.5"))
+    t.add_argument("--trials", type=int, default=1)
+    t.add_argument("--chat", action="store_true")
+    t.add_argument("--seed", type=int, default=0)
+
+    t = tasks.add_parser("perplexity", parents=[common], help="sliding-window perplexity at several lengths")
+    t.add_argument("--lengths", type=_ints, default=_ints("4k,8k,16k"))
+    t.add_argument("--text", type=Path, default=None,
+                   help="a UTF-8 text file (default: Debian's bible-kjv-text if installed, else the license texts)")
+    t.add_argument("--windows", type=int, default=2)
+
+    t = tasks.add_parser("speed", parents=[common], help="prefill/decode tok/s and memory at several depths")
+    t.add_argument("--depths", type=_ints, default=_ints("4k,8k,16k"))
+    t.add_argument("--decode", type=int, default=16)
+    t.add_argument("--reps", type=int, default=1)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    command = "selfextend-gguf " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    out = args.out
+    if args.task in ("passkey", "digits"):
+        from . import passkey_eval
+        if args.task == "passkey":
+            log = passkey_eval.run_grid(args.model, args.methods, args.lengths, args.depths, args.trials, out,
+                                        chat=args.chat, seed=args.seed, threads=args.threads,
+                                        group_size=args.group_size, neighbor_window=args.neighbor_window)
+        else:
+            log = passkey_eval.run_grid(args.model, args.methods, args.length, args.depths, args.trials, out,
+                                        task="digits", digits=args.digits, chat=args.chat, seed=args.seed,
+                                        threads=args.threads, group_size=args.group_size,
+                                        neighbor_window=args.neighbor_window)
+        report = passkey_eval.write_report(log, out, args.task, args.chat, command)
+    elif args.task == "perplexity":
+        from . import perplexity
+        text = args.text.read_text(encoding="utf-8") if args.text else None
+        log = perplexity.run(args.model, args.methods, args.lengths, out, text=text, windows=args.windows,
+                             threads=args.threads, text_name=args.text.name if args.text else "default")
+        report = perplexity.write_report(log, out, command)
+    else:
+        from . import speed
+        methods = [m for m in args.methods if m in ("vanilla", "self-extend")] or ["vanilla", "self-extend"]
+        log = speed.run(args.model, methods, args.depths, out, n_decode=args.decode, threads=args.threads,
+                        reps=args.reps)
+        report = speed.write_report(log, out, command)
+    print(report.read_text())
+    return 0

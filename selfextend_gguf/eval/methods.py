@@ -1,0 +1,91 @@
+"""The methods compared, all on our engine with the same model. Each builds a runner
+for a target length that answers a prompt greedily.
+
+- vanilla:       n_ctx beyond the trained window, nothing changed
+- self-extend:   exact Self-Extend, G and W by eq. 5 (or given)
+- grouped-cache: llama.cpp's approximate method (seq_add/seq_div), same G and W
+- yarn, linear:  llama.cpp RoPE scaling, original context from the model
+- truncate:      keep only the last n_ctx_train tokens (what a user does today)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence
+
+from .. import self_extend as se
+from ..llama import Llama
+from ..text_stream import TextStream
+from .grouped_cache import GroupedCache
+
+METHODS = ("vanilla", "self-extend", "grouped-cache", "yarn", "linear", "truncate")
+
+# room for the generated answer on top of the prompt
+ANSWER_ROOM = 128
+
+
+@dataclass
+class Runner:
+    method: str
+    llm: Llama
+    answer: Callable[[List[int], int], str]   # (prompt tokens, max_tokens) -> generated text
+    settings: Dict[str, object]
+    prepare: Callable[[List[int]], List[int]] = lambda tokens: tokens
+
+
+def _greedy_text(llm: Llama, tokens: List[int], max_tokens: int) -> str:
+    out = llm.create_completion(tokens, max_tokens=max_tokens, temperature=0.0)
+    return out["choices"][0]["text"]
+
+
+def _decode(llm: Llama, tokens: Sequence[int]) -> str:
+    stream = TextStream()
+    return "".join(stream.push(llm.token_bytes(t)) for t in tokens) + stream.finish()
+
+
+def n_ctx_train_of(model_path: Optional[str]) -> int:
+    return Llama(model_path, n_ctx=64).n_ctx_train()
+
+
+def build_runner(method: str, model_path: Optional[str], length: int, n_ctx_train: int,
+                 group_size: Optional[int] = None, neighbor_window: Optional[int] = None,
+                 threads: Optional[int] = None, n_ubatch: int = 512) -> Runner:
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    n_ctx = max(length + ANSWER_ROOM, 256)
+    common = dict(n_threads=threads, n_ubatch=n_ubatch, n_batch=512)
+    L = n_ctx_train
+
+    if method == "self-extend":
+        llm = Llama(model_path, n_ctx=n_ctx, group_size=group_size, neighbor_window=neighbor_window, **common)
+        s = llm.self_extend
+        settings = {"group_size": s.group_size, "neighbor_window": s.neighbor_window} if s else {}
+        return Runner(method, llm, lambda t, m: _greedy_text(llm, t, m), settings)
+
+    if method == "grouped-cache":
+        if group_size is None:
+            auto = se.choose(max(n_ctx, L + 1), L)
+            group_size = auto.group_size
+            neighbor_window = neighbor_window or auto.neighbor_window
+        window = neighbor_window or se.default_neighbor_window(L)
+        window -= window % group_size            # llama.cpp needs ga_w % ga_n == 0
+        llm = Llama(model_path, n_ctx=n_ctx, group_size=1, **common)
+        cache = GroupedCache(llm, group_size, window)
+        return Runner(method, llm, lambda t, m: _decode(llm, cache.greedy(t, m)),
+                      {"ga_n": group_size, "ga_w": window})
+
+    if method in ("yarn", "linear"):
+        scale = min(1.0, L / n_ctx)
+        llm = Llama(model_path, n_ctx=n_ctx, group_size=1, rope_scaling_type=method, rope_freq_scale=scale,
+                    yarn_orig_ctx=L, **common)
+        return Runner(method, llm, lambda t, m: _greedy_text(llm, t, m),
+                      {"rope_freq_scale": round(scale, 6), "orig_ctx": L})
+
+    if method == "truncate":
+        llm = Llama(model_path, n_ctx=L, group_size=1, **common)
+        keep = L - ANSWER_ROOM
+        return Runner(method, llm, lambda t, m: _greedy_text(llm, t, m), {"kept_tokens": keep},
+                      prepare=lambda tokens: tokens[-keep:] if len(tokens) > keep else tokens)
+
+    llm = Llama(model_path, n_ctx=n_ctx, group_size=1, **common)   # vanilla
+    return Runner(method, llm, lambda t, m: _greedy_text(llm, t, m), {})

@@ -1,0 +1,87 @@
+"""The evaluation harness on the tiny model: every method runs, results are appended
+cell by cell and a rerun resumes instead of repeating, reports and heatmaps appear."""
+
+import json
+
+import numpy as np
+import pytest
+
+from selfextend_gguf import Llama
+from selfextend_gguf.eval import passkey_eval, perplexity, speed
+from selfextend_gguf.eval.grouped_cache import GroupedCache
+from selfextend_gguf.eval.methods import METHODS, build_runner
+
+
+def test_every_method_runs_and_the_grid_resumes(tiny_llama_512, tmp_path):
+    model = str(tiny_llama_512.path)
+    log = passkey_eval.run_grid(model, METHODS, [700, 1100], [0.5], 1, tmp_path, progress=lambda m: None)
+    assert len(log.records) == len(METHODS) * 2
+    for r in log.records:
+        assert set(r) >= {"method", "target_length", "depth", "trial", "expected", "got", "found", "settings"}
+        assert r["found"] == (r["got"] == r["expected"])
+    by_method = {r["method"]: r for r in log.records if r["target_length"] == 1100}
+    assert by_method["self-extend"]["settings"]["group_size"] >= 2
+    assert by_method["grouped-cache"]["settings"]["ga_w"] % by_method["grouped-cache"]["settings"]["ga_n"] == 0
+    assert by_method["truncate"]["tokens"] <= 512
+    lines_before = (tmp_path / "passkey-plain.jsonl").read_text().count("\n")
+
+    again = passkey_eval.run_grid(model, METHODS, [700, 1100], [0.5], 1, tmp_path, progress=lambda m: None)
+    assert (tmp_path / "passkey-plain.jsonl").read_text().count("\n") == lines_before   # nothing re-run
+    assert len(again.records) == len(log.records)
+
+    report = passkey_eval.write_report(again, tmp_path, "passkey", False, "test")
+    text = report.read_text()
+    assert "| self-extend |" in text and "![vanilla](passkey-plain-vanilla.png)" in text
+    assert (tmp_path / "passkey-plain-self-extend.png").stat().st_size > 1000
+
+
+def test_interrupted_line_is_ignored_on_resume(tiny_llama_512, tmp_path):
+    model = str(tiny_llama_512.path)
+    passkey_eval.run_grid(model, ["vanilla"], [700], [0.5], 1, tmp_path, progress=lambda m: None)
+    path = tmp_path / "passkey-plain.jsonl"
+    with open(path, "a") as f:
+        f.write('{"method": "vanilla", "target_len')     # a record cut off mid-write
+    log = passkey_eval.run_grid(model, ["vanilla"], [700], [0.5, 0.9], 1, tmp_path, progress=lambda m: None)
+    assert sorted(r["depth"] for r in log.records) == [0.5, 0.9]
+
+
+def test_chat_prompt_variant(tiny_llama_512, tmp_path):
+    llm = Llama(str(tiny_llama_512.path), n_ctx=2048)
+    tokens, built = passkey_eval.prompt_tokens(llm, 1000, 0.5, "12345", chat=True)
+    text = llm.detokenize(tokens, special=True).decode().replace("\u2581", " ")  # the byte vocab spells spaces so
+    assert "<|im_start|>user" in text and text.endswith("The pass key is")
+    assert "12345" in text and len(tokens) <= 1000
+
+
+def test_grouped_cache_compresses_positions(tiny_llama_512, random_tokens):
+    llm = Llama(str(tiny_llama_512.path), n_ctx=2048, group_size=1, n_batch=128)
+    cache = GroupedCache(llm, ga_n=4, ga_w=128)
+    cache.feed(random_tokens(1000))
+    # 1000 tokens, compressed by 4 beyond the window: the largest position is far below 1000
+    assert llm.n_tokens == 1000
+    assert llm.kv_pos_max() < 1000 // 2
+    assert cache.n_past == llm.kv_pos_max() + 1
+
+
+def test_perplexity_and_speed(tiny_llama_512, tmp_path):
+    rng = np.random.default_rng(0)
+    text = "".join(chr(c) for c in rng.integers(97, 123, 3000))
+    log = perplexity.run(str(tiny_llama_512.path), ["vanilla", "self-extend", "truncate"], [700], tmp_path,
+                         text=text, windows=1)
+    assert {r["method"] for r in log.records} == {"vanilla", "self-extend", "truncate"}
+    assert all(r["ppl"] > 1 and np.isfinite(r["ppl"]) for r in log.records)
+    assert "| vanilla |" in perplexity.write_report(log, tmp_path, "test").read_text()
+
+    log = speed.run(str(tiny_llama_512.path), ["vanilla", "self-extend"], [600], tmp_path, n_decode=4)
+    assert all(r["prefill_tok_s"] > 0 and r["decode_tok_s"] > 0 and r["kv_state_mib"] > 0 for r in log.records)
+    assert "self-extend / vanilla" in speed.write_report(log, tmp_path, "test").read_text()
+
+
+def test_eval_cli_end_to_end(tiny_llama_512, tmp_path):
+    from selfextend_gguf.cli import main
+    assert main(["eval", "passkey", "--model", str(tiny_llama_512.path), "--methods", "vanilla,self-extend",
+                 "--lengths", "700", "--depths", "0.5", "--trials", "1", "--out", str(tmp_path)]) == 0
+    records = [json.loads(line) for line in (tmp_path / "passkey-plain.jsonl").read_text().splitlines()]
+    assert [r["method"] for r in records] == ["vanilla", "self-extend"]
+    with pytest.raises(SystemExit):
+        main(["eval", "passkey", "--methods", "magic"])
