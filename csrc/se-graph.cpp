@@ -192,6 +192,14 @@ bool find_band(const llm_graph_context & g, const llm_graph_input_attn_kv * inp,
         p_max = std::max(p_max, ub.pos[t]);
     }
     const llama_kv_cells & cells = llama_se_access::cache(*inp->mctx).get_cells(seq);
+    // the ubatch's own cells must be in place (they are once the cache context is applied;
+    // a worst-case reservation graph has none, and so gets the general form)
+    for (uint32_t t = 0; t < ub.n_tokens; ++t) {
+        const llama_pos p = ub.pos[t];
+        if (p < 0 || p >= n_kv || cells.is_empty(p) || !cells.seq_has(p, seq) || cells.pos_get(p) != p) {
+            return false;
+        }
+    }
     for (int64_t j = 0; j < n_kv; ++j) {
         if (!cells.is_empty(j) && cells.seq_has(j, seq) && cells.pos_get(j) != j) {
             return false;
