@@ -217,15 +217,13 @@ class Llama:
             self._positions_edited = False
             self._ctx.memory_clear()
 
-    def eval(self, tokens: Sequence[int], progress_callback: Optional[ProgressCallback] = None) -> None:
-        """Append tokens to the current sequence, in chunks of n_batch.
-
-        progress_callback(done, total) is called after each chunk. If a chunk fails (or
-        Ctrl-C interrupts), the tokens of this call are dropped again, so the object
+    def _append(self, tokens: List[int], logits_all: bool,
+                on_chunk: Callable[[int, int, np.ndarray], None],
+                progress_callback: Optional[ProgressCallback] = None) -> None:
+        """Decode tokens after the current sequence in n_batch chunks, handing each
+        chunk's logits to on_chunk(position, offset in tokens, logits). If a chunk fails
+        (or Ctrl-C interrupts), the tokens of this call are dropped again, so the object
         stays usable."""
-        tokens = [int(t) for t in tokens]
-        if not tokens:
-            return
         with self._lock:
             start = len(self._tokens)
             self._check_room(start, tokens)
@@ -234,11 +232,7 @@ class Llama:
                 for offset in range(0, len(tokens), n_batch):
                     chunk = tokens[offset:offset + n_batch]
                     pos = len(self._tokens)
-                    logits = self._ctx.decode(chunk, pos, 0, self._logits_all)
-                    if self._logits_all:
-                        self.scores[pos:pos + len(chunk)] = logits
-                    else:
-                        self.scores[pos + len(chunk) - 1] = logits[-1]
+                    on_chunk(pos, offset, self._ctx.decode(chunk, pos, 0, logits_all))
                     self._tokens.extend(chunk)
                     if progress_callback is not None:
                         progress_callback(offset + len(chunk), len(tokens))
@@ -247,27 +241,30 @@ class Llama:
                 del self._tokens[start:]
                 raise
 
+    def eval(self, tokens: Sequence[int], progress_callback: Optional[ProgressCallback] = None) -> None:
+        """Append tokens to the current sequence, in chunks of n_batch; progress_callback(done,
+        total) after each chunk. On failure the tokens of this call are dropped again."""
+        tokens = [int(t) for t in tokens]
+
+        def keep(pos: int, offset: int, logits: np.ndarray) -> None:
+            if self._logits_all:
+                self.scores[pos:pos + len(logits)] = logits
+            else:
+                self.scores[pos + min(self.n_batch(), len(tokens) - offset) - 1] = logits[-1]
+
+        self._append(tokens, self._logits_all, keep, progress_callback)
+
     def eval_logits(self, tokens: Sequence[int]) -> np.ndarray:
         """Append tokens like eval, and return the logits of every one of them
         (n_tokens x n_vocab) without keeping them in `scores`."""
         tokens = [int(t) for t in tokens]
-        if not tokens:
-            return np.zeros((0, self._n_vocab), dtype=np.float32)
-        with self._lock:
-            self._check_room(len(self._tokens), tokens)
-            out = np.empty((len(tokens), self._n_vocab), dtype=np.float32)
-            start = len(self._tokens)
-            n_batch = self._ctx.n_batch()
-            try:
-                for offset in range(0, len(tokens), n_batch):
-                    chunk = tokens[offset:offset + n_batch]
-                    out[offset:offset + len(chunk)] = self._ctx.decode(chunk, len(self._tokens), 0, True)
-                    self._tokens.extend(chunk)
-            except BaseException:
-                self._ctx.seq_rm(0, start, -1)
-                del self._tokens[start:]
-                raise
-            return out
+        out = np.empty((len(tokens), self._n_vocab), dtype=np.float32)
+
+        def keep(pos: int, offset: int, logits: np.ndarray) -> None:
+            out[offset:offset + len(logits)] = logits
+
+        self._append(tokens, True, keep)
+        return out
 
     # Position editing, for methods that move cached positions (llama.cpp's grouped-cache
     # "self-extend" and context shifting). Afterwards positions no longer equal token
