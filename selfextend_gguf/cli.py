@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", parents=[common],
                        help="passkey beyond the trained window: vanilla against Self-Extend")
-    p.add_argument("--length", type=int, default=10000)
+    p.add_argument("--length", type=int, default=12000)
     p.add_argument("--depth", type=float, default=0.5)
     p.add_argument("--key-seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
