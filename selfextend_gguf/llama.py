@@ -44,6 +44,16 @@ def _check_model_file(path: str) -> None:
         raise ValueError(f"not a GGUF model file (it does not start with the GGUF magic): {path!r}")
 
 
+def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens two sequences share."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 def _text_bytes(text: Union[str, bytes], what: str) -> bytes:
     if isinstance(text, bytes):
         try:
@@ -319,10 +329,8 @@ class Llama:
         with self._lock:
             if self._positions_edited:
                 self.reset()
-            keep = 0
-            limit = min(len(self._tokens), len(tokens) - 1)  # always evaluate one token for logits
-            while keep < limit and self._tokens[keep] == tokens[keep]:
-                keep += 1
+            # always evaluate at least one token, for its logits
+            keep = min(common_prefix_length(self._tokens, tokens), len(tokens) - 1)
             if keep < len(self._tokens):
                 self._ctx.seq_rm(0, keep, -1)
                 del self._tokens[keep:]

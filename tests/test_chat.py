@@ -9,15 +9,7 @@ import pytest
 
 from selfextend_gguf import Llama
 from selfextend_gguf.chat import ChatSession
-
-
-def common_prefix(a, b):
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
+from selfextend_gguf.llama import common_prefix_length
 
 
 def test_second_turn_evaluates_only_new_tokens(tiny_llama_512, tmp_path):
@@ -32,7 +24,7 @@ def test_second_turn_evaluates_only_new_tokens(tiny_llama_512, tmp_path):
     cached = list(llm.input_ids)
     "".join(session.send("And then?"))
     prompt2 = llm.tokenize(llm.format_chat(session.messages[:-1]), special=True)
-    expected_new = len(prompt2) - common_prefix(cached, prompt2)
+    expected_new = len(prompt2) - common_prefix_length(cached, prompt2)
     assert session.last_evaluated_tokens == expected_new
     assert expected_new < len(prompt2) / 10, (expected_new, len(prompt2))
     assert session.messages[-2] == {"role": "user", "content": "And then?"}

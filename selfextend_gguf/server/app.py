@@ -182,11 +182,8 @@ def create_app(pool: SlotPool, model_name: str, api_key: Optional[str] = None) -
             return _error_for(err)
 
         def call(llm, stream, progress, criteria):
-            return llm.create_completion(
-                prompt_tokens, max_tokens=body.max_tokens, temperature=body.temperature, top_p=body.top_p,
-                min_p=body.min_p, top_k=body.top_k, repeat_penalty=body.repeat_penalty, stop=body.stop,
-                seed=body.seed, echo=body.echo, stream=stream, progress_callback=progress,
-                stopping_criteria=criteria, logit_bias=body.logit_bias)
+            return llm.create_completion(prompt_tokens, echo=body.echo, stream=stream, progress_callback=progress,
+                                         stopping_criteria=criteria, **_sampling_options(body))
 
         return await run(request, prompt_tokens, body.stream, call)
 
@@ -200,15 +197,19 @@ def create_app(pool: SlotPool, model_name: str, api_key: Optional[str] = None) -
             return _error_for(err)
 
         def call(llm, stream, progress, criteria):
-            return llm.create_chat_completion(
-                messages, max_tokens=body.max_tokens, temperature=body.temperature, top_p=body.top_p,
-                min_p=body.min_p, top_k=body.top_k, repeat_penalty=body.repeat_penalty, stop=body.stop,
-                seed=body.seed, stream=stream, progress_callback=progress, stopping_criteria=criteria,
-                logit_bias=body.logit_bias)
+            return llm.create_chat_completion(messages, stream=stream, progress_callback=progress,
+                                              stopping_criteria=criteria, **_sampling_options(body))
 
         return await run(request, prompt_tokens, body.stream, call)
 
     return app
+
+
+def _sampling_options(body) -> Dict[str, Any]:
+    """The request fields that both completion calls take as they are."""
+    return dict(max_tokens=body.max_tokens, temperature=body.temperature, top_p=body.top_p, min_p=body.min_p,
+                top_k=body.top_k, repeat_penalty=body.repeat_penalty, stop=body.stop, seed=body.seed,
+                logit_bias=body.logit_bias)
 
 
 def _error_body(err: BaseException) -> Dict[str, Any]:

@@ -10,7 +10,7 @@ import collections
 import threading
 from typing import Deque, List, Sequence
 
-from ..llama import Llama
+from ..llama import Llama, common_prefix_length
 from .errors import QueueFull
 
 
@@ -27,13 +27,7 @@ class Slot:
                 "last_evaluated": self.last_evaluated}
 
     def shared_prefix(self, tokens: Sequence[int]) -> int:
-        cached = self.llm.input_ids
-        n = 0
-        for a, b in zip(cached, tokens):
-            if a != b:
-                break
-            n += 1
-        return n
+        return common_prefix_length(self.llm.input_ids, tokens)
 
 
 class SlotPool:
