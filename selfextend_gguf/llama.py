@@ -167,6 +167,11 @@ class Llama:
         """Bytes of the context state (mostly the KV cache in use)."""
         return self._ctx.state_size()
 
+    def memory_breakdown(self) -> Dict[str, Dict[str, int]]:
+        """Bytes allocated per buffer type (e.g. "CPU", "CUDA0"): "model" (weights),
+        "context" (the KV cache) and "compute" (llama.cpp's compute buffers)."""
+        return self._ctx.memory_breakdown()
+
     def n_batch(self) -> int:
         return self._ctx.n_batch()
 

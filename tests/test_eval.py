@@ -66,14 +66,22 @@ def test_grouped_cache_compresses_positions(tiny_llama_512, random_tokens):
 def test_perplexity_and_speed(tiny_llama_512, tmp_path):
     rng = np.random.default_rng(0)
     text = "".join(chr(c) for c in rng.integers(97, 123, 3000))
-    log = perplexity.run(str(tiny_llama_512.path), ["vanilla", "self-extend", "truncate"], [700], tmp_path,
-                         text=text, windows=1)
-    assert {r["method"] for r in log.records} == {"vanilla", "self-extend", "truncate"}
+    methods = ["vanilla", "self-extend", "grouped-cache", "truncate"]
+    log = perplexity.run(str(tiny_llama_512.path), methods, [300, 700], tmp_path, text=text, windows=1)
+    assert {r["method"] for r in log.records} == set(methods)
     assert all(r["ppl"] > 1 and np.isfinite(r["ppl"]) for r in log.records)
+    # every length scores the same tokens; within the trained window Self-Extend is off
+    assert {r["scored_from"] for r in log.records} == {700}
+    ppl = {(r["method"], r["length"]): r["ppl"] for r in log.records}
+    assert ppl[("self-extend", 300)] == pytest.approx(ppl[("vanilla", 300)], rel=1e-6)
+    assert ppl[("self-extend", 700)] != pytest.approx(ppl[("vanilla", 700)], rel=1e-3)
     assert "| vanilla |" in perplexity.write_report(log, tmp_path, "test").read_text()
 
     log = speed.run(str(tiny_llama_512.path), ["vanilla", "self-extend"], [600], tmp_path, n_decode=4)
     assert all(r["prefill_tok_s"] > 0 and r["decode_tok_s"] > 0 and r["kv_state_mib"] > 0 for r in log.records)
+    # llama.cpp's own accounting: the KV cache holds at least what the state reports in use
+    assert all(r["context"] >= r["kv_state_mib"] > 0 and r["compute"] > 0 and r["model"] > 0 for r in log.records)
+    assert all(r["peak_rss_mib"] > r["model"] for r in log.records)
     assert "self-extend / vanilla" in speed.write_report(log, tmp_path, "test").read_text()
 
 
@@ -85,3 +93,14 @@ def test_eval_cli_end_to_end(tiny_llama_512, tmp_path):
     assert [r["method"] for r in records] == ["vanilla", "self-extend"]
     with pytest.raises(SystemExit):
         main(["eval", "passkey", "--methods", "magic"])
+
+
+def test_grouped_cache_scores_like_vanilla_when_nothing_is_grouped(tiny_llama_512):
+    """With ga_n = 1 the loop never moves a position, so its token-by-token logits must
+    match one batched pass: checks that row i is the prediction after input i."""
+    runner = build_runner("vanilla", str(tiny_llama_512.path), 400, 512)
+    tokens = runner.llm.tokenize("the quick brown fox jumps over the lazy dog " * 12, add_bos=False)[:300]
+    batched = runner.score(tokens[:280], tokens[280:])
+    one_by_one = GroupedCache(runner.llm, 1, 64).score(tokens[:280], tokens[280:])
+    assert batched.shape == one_by_one.shape == (20, runner.llm.n_vocab())
+    np.testing.assert_allclose(one_by_one, batched, atol=2e-3)

@@ -2,6 +2,7 @@
 
 #include "core.h"
 
+#include "llama-ext.h"
 #include "llama-selfextend.h"
 
 #include <pybind11/numpy.h>
@@ -215,5 +216,17 @@ void bind_context(py::module_ & m) {
             return r;
         })
         .def("perf_reset", [](Context & c) { llama_perf_context_reset(c.ctx); })
-        .def("state_size", [](Context & c) { return llama_state_get_size(c.ctx); });
+        .def("state_size", [](Context & c) { return llama_state_get_size(c.ctx); })
+        .def("memory_breakdown", [](const Context & c) {
+            // bytes per buffer type (CPU, CUDA0, ...): weights, context (KV cache), compute buffers
+            py::dict r;
+            for (const auto & [buft, mb] : llama_get_memory_breakdown(c.ctx)) {
+                py::dict d;
+                d["model"] = mb.model;
+                d["context"] = mb.context;
+                d["compute"] = mb.compute;
+                r[py::str(ggml_backend_buft_name(buft))] = d;
+            }
+            return r;
+        });
 }

@@ -56,7 +56,8 @@ def add_parser(sub) -> None:
     t = tasks.add_parser("perplexity", parents=[common], help="sliding-window perplexity at several lengths")
     t.add_argument("--lengths", type=_ints, default=_ints("4k,8k,16k"))
     t.add_argument("--text", type=Path, default=None,
-                   help="a UTF-8 text file (default: Debian's bible-kjv-text if installed, else the license texts)")
+                   help="a UTF-8 text file (default: the King James Bible if `apt install bible-kjv` was done, "
+                        "else Debian's license texts)")
     t.add_argument("--windows", type=int, default=2)
 
     t = tasks.add_parser("speed", parents=[common], help="prefill/decode tok/s and memory at several depths")
@@ -85,7 +86,7 @@ def run(args) -> int:
         from . import perplexity
         text = args.text.read_text(encoding="utf-8") if args.text else None
         log = perplexity.run(args.model, args.methods, args.lengths, out, text=text, windows=args.windows,
-                             threads=args.threads, text_name=args.text.name if args.text else "default")
+                             threads=args.threads, text_name=args.text.name if args.text else None)
         report = perplexity.write_report(log, out, command)
     else:
         from . import speed

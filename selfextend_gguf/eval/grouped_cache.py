@@ -48,6 +48,14 @@ class GroupedCache:
             self.n_past += len(chunk)
         return logits
 
+    def score(self, context: Sequence[int], inputs: Sequence[int]) -> np.ndarray:
+        """Logits after each of `inputs`, fed one by one after the context and compressing
+        between decode calls as llama.cpp's loop does (for perplexity)."""
+        self.llm.reset()
+        self.n_past = self.ga_i = 0
+        self.feed(context)
+        return np.stack([self.feed([t]) for t in inputs])
+
     def greedy(self, prompt_tokens: Sequence[int], max_tokens: int) -> List[int]:
         self.llm.reset()
         self.n_past = self.ga_i = 0

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence
 
+import numpy as np
+
 from .. import self_extend as se
 from ..llama import Llama
 from ..text_stream import TextStream
@@ -31,11 +33,23 @@ class Runner:
     answer: Callable[[List[int], int], str]   # (prompt tokens, max_tokens) -> generated text
     settings: Dict[str, object]
     prepare: Callable[[List[int]], List[int]] = lambda tokens: tokens
+    # (context, inputs) -> the logits after each input token, for perplexity
+    score: Optional[Callable[[List[int], List[int]], np.ndarray]] = None
+
+    def __post_init__(self):
+        if self.score is None:
+            self.score = lambda context, inputs: _score(self.llm, context, inputs)
 
 
 def _greedy_text(llm: Llama, tokens: List[int], max_tokens: int) -> str:
     out = llm.create_completion(tokens, max_tokens=max_tokens, temperature=0.0)
     return out["choices"][0]["text"]
+
+
+def _score(llm: Llama, context: List[int], inputs: List[int]) -> np.ndarray:
+    llm.reset()
+    llm.eval(context)
+    return llm.eval_logits(inputs)
 
 
 def _decode(llm: Llama, tokens: Sequence[int]) -> str:
@@ -72,7 +86,7 @@ def build_runner(method: str, model_path: Optional[str], length: int, n_ctx_trai
         llm = Llama(model_path, n_ctx=n_ctx, group_size=1, **common)
         cache = GroupedCache(llm, group_size, window)
         return Runner(method, llm, lambda t, m: _decode(llm, cache.greedy(t, m)),
-                      {"ga_n": group_size, "ga_w": window})
+                      {"ga_n": group_size, "ga_w": window}, score=cache.score)
 
     if method in ("yarn", "linear"):
         scale = min(1.0, L / n_ctx)

@@ -6,27 +6,41 @@ from __future__ import annotations
 
 import glob
 import os
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
 from .methods import build_runner, n_ctx_train_of
 from .results import ResultLog
 
-DEFAULT_TEXTS = ("/usr/share/bible-kjv/*", "/usr/share/common-licenses/*")
+LICENSE_TEXTS = "/usr/share/common-licenses/*"
+# the King James Bible (public domain) from Debian's bible-kjv-text, printed by bible-kjv's
+# `bible` reader (the data file itself is compressed in its own format)
+BIBLE_BOOKS = ("Genesis1:1-50:26", "Exodus1:1-40:38")
 
 
-def default_text() -> str:
-    """A public-domain or license text present on Debian: bible-kjv-text if installed,
-    else the license texts (each file once)."""
-    for pattern in DEFAULT_TEXTS:
-        files = sorted(f for f in glob.glob(pattern) if os.path.isfile(f) and not os.path.islink(f))
-        if files:
-            return "\n\n".join(open(f, encoding="utf-8", errors="replace").read() for f in files)
-    raise FileNotFoundError("no default text found; pass --text FILE")
+def bible_text() -> Optional[str]:
+    if shutil.which("bible") is None:
+        return None
+    done = subprocess.run(["bible", "-l1000", *BIBLE_BOOKS], capture_output=True, text=True)
+    return done.stdout if done.returncode == 0 and len(done.stdout) > 100_000 else None
+
+
+def default_text() -> Tuple[str, str]:
+    """(name, text): the King James Bible if `apt install bible-kjv` was done, else the
+    license texts shipped with Debian (each file once)."""
+    text = bible_text()
+    if text:
+        return "bible-kjv", text
+    files = sorted(f for f in glob.glob(LICENSE_TEXTS) if os.path.isfile(f) and not os.path.islink(f))
+    if files:
+        return "common-licenses", "\n\n".join(open(f, encoding="utf-8", errors="replace").read() for f in files)
+    raise FileNotFoundError("no default text found; pass --text FILE or apt install bible-kjv")
 
 
 def nll(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -38,37 +52,40 @@ def nll(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 def run(model: Optional[str], methods: Sequence[str], lengths: Sequence[int], out_dir: Path,
         text: Optional[str] = None, windows: int = 2, stride: int = 256, threads: Optional[int] = None,
-        text_name: str = "default") -> ResultLog:
-    log = ResultLog(Path(out_dir) / "perplexity.jsonl", ("method", "length", "window", "text"))
-    text = text if text is not None else default_text()
+        text_name: Optional[str] = None) -> ResultLog:
+    """Window w scores the same `stride` tokens at every length: they start at token
+    max(lengths) + w * stride of the text, and a window of N tokens ends with them, so
+    only the amount of context differs between lengths."""
+    log = ResultLog(Path(out_dir) / "perplexity.jsonl", ("method", "length", "window", "text", "scored_from"))
+    if text is None:
+        text_name, text = default_text()
+    text_name = text_name or "text"
     n_ctx_train = n_ctx_train_of(model)
+    anchor = max(lengths)
+    tokens = None
     for length in lengths:
         for method in methods:
-            if method == "grouped-cache":
-                continue   # its positions change between chunks; not comparable token by token
             runner = None
             for w in range(windows):
-                if log.has(method=method, length=length, window=w, text=text_name):
+                scored_from = anchor + w * stride
+                cell = dict(method=method, length=length, window=w, text=text_name, scored_from=scored_from)
+                if log.has(**cell):
                     continue
                 runner = runner or build_runner(method, model, length, n_ctx_train, threads=threads)
-                llm = runner.llm
-                tokens = llm.tokenize(text, add_bos=False)
-                need = length + stride * windows + 1
-                if len(tokens) < need:
-                    raise ValueError(f"the text has {len(tokens)} tokens; {need} are needed")
-                start = w * stride
-                window = tokens[start:start + length + 1]
-                window = runner.prepare(window[:-1]) + [window[-1]]
-                context, scored = window[:-stride - 1], window[-stride - 1:]
+                if tokens is None:
+                    tokens = runner.llm.tokenize(text, add_bos=False)
+                    if len(tokens) < anchor + stride * windows + 1:
+                        raise ValueError(f"the text has {len(tokens)} tokens; "
+                                         f"{anchor + stride * windows + 1} are needed")
+                # a window of `length` input tokens; its last `stride` predictions are scored
+                end = scored_from + stride
+                window = runner.prepare(tokens[end - 1 - length:end - 1])
                 began = time.monotonic()
-                llm.reset()
-                llm.eval(context)
-                logits = llm.eval_logits(scored[:-1])
-                values = nll(logits, np.asarray(scored[1:]))
-                record = {"method": method, "length": length, "window": w, "text": text_name,
-                          "context_tokens": len(window) - 1, "scored": stride, "mean_nll": float(values.mean()),
-                          "ppl": float(np.exp(values.mean())), "settings": runner.settings,
-                          "seconds": round(time.monotonic() - began, 1)}
+                logits = runner.score(window[:-stride], window[-stride:])
+                values = nll(logits, np.asarray(tokens[scored_from:end]))
+                record = {**cell, "context_tokens": len(window), "scored": stride,
+                          "mean_nll": float(values.mean()), "ppl": float(np.exp(values.mean())),
+                          "settings": runner.settings, "seconds": round(time.monotonic() - began, 1)}
                 log.append(record)
                 print(f"perplexity {method} {length} window {w}: {record['ppl']:.2f} ({record['seconds']} s)",
                       file=sys.stderr, flush=True)
@@ -77,17 +94,26 @@ def run(model: Optional[str], methods: Sequence[str], lengths: Sequence[int], ou
 
 
 def write_report(log: ResultLog, out_dir: Path, command: str) -> Path:
-    by = {}
-    for r in log.records:
-        by.setdefault((r["method"], r["length"]), []).append(r["mean_nll"])
-    methods = list(dict.fromkeys(r["method"] for r in log.records))
-    lengths = sorted({r["length"] for r in log.records})
-    lines = ["# perplexity (sliding window, last 256 tokens of each window scored)", "",
+    lines = ["# perplexity (sliding window: the last 256 tokens of each window are scored)", "",
              f"Command: `{command}`", "",
-             "| method | " + " | ".join(str(n) for n in lengths) + " |", "|---|" + "---|" * len(lengths)]
-    for m in methods:
-        cells = [f"{np.exp(np.mean(by[(m, n)])):.2f}" if (m, n) in by else "-" for n in lengths]
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+             "Every length scores the same tokens; only the context before them differs.", ""]
+    groups = {}
+    for r in log.records:
+        anchor = r["scored_from"] - r["window"] * r["scored"]
+        groups.setdefault((r["text"], anchor), []).append(r)
+    for (text, anchor), records in groups.items():
+        by = {}
+        for r in records:
+            by.setdefault((r["method"], r["length"]), []).append(r["mean_nll"])
+        methods = list(dict.fromkeys(r["method"] for r in records))
+        lengths = sorted({r["length"] for r in records})
+        n_windows = len({r["window"] for r in records})
+        lines += [f"Text `{text}`, {n_windows} window(s) of 256 scored tokens from token {anchor}:", "",
+                  "| method | " + " | ".join(str(n) for n in lengths) + " |", "|---|" + "---|" * len(lengths)]
+        for m in methods:
+            cells = [f"{np.exp(np.mean(by[(m, n)])):.3f}" if (m, n) in by else "-" for n in lengths]
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines.append("")
     path = Path(out_dir) / "perplexity.md"
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines))
     return path
