@@ -104,3 +104,10 @@ def test_grouped_cache_scores_like_vanilla_when_nothing_is_grouped(tiny_llama_51
     one_by_one = GroupedCache(runner.llm, 1, 64).score(tokens[:280], tokens[280:])
     assert batched.shape == one_by_one.shape == (20, runner.llm.n_vocab())
     np.testing.assert_allclose(one_by_one, batched, atol=2e-3)
+
+
+def test_perplexity_rejects_windows_shorter_than_the_stride(tiny_llama_512, tmp_path):
+    with pytest.raises(ValueError, match="longer than the stride"):
+        perplexity.run(str(tiny_llama_512.path), ["vanilla"], [200], tmp_path, text="abc " * 500)
+    with pytest.raises(ValueError, match="needed"):
+        perplexity.run(str(tiny_llama_512.path), ["vanilla"], [300], tmp_path, text="abc " * 50)

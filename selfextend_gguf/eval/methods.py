@@ -10,6 +10,7 @@ for a target length that answers a prompt greedily.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -38,7 +39,7 @@ class Runner:
 
     def __post_init__(self):
         if self.score is None:
-            self.score = lambda context, inputs: _score(self.llm, context, inputs)
+            self.score = functools.partial(_score, self.llm)   # no cycle: the context frees on del
 
 
 def _greedy_text(llm: Llama, tokens: List[int], max_tokens: int) -> str:

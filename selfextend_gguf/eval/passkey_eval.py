@@ -69,8 +69,9 @@ def run_grid(model: Optional[str], methods: Sequence[str], lengths: Sequence[int
             runner = None
             for n_digits in digits:
                 # deepest key first: the next prompt shares the filler before its own key
-                # with the one in the cache, so prefill reuses it (exact for every method
-                # but grouped-cache, which starts from an empty cache each time)
+                # with the one in the cache, so prefill reuses it (grouped-cache always
+                # starts from an empty cache). Reuse moves batch boundaries, which changes
+                # logits only by float rounding.
                 for depth in sorted(depths, reverse=True):
                     for trial in range(trials):
                         done += 1

@@ -27,7 +27,10 @@ BIBLE_BOOKS = ("Genesis1:1-50:26", "Exodus1:1-40:38")
 def bible_text() -> Optional[str]:
     if shutil.which("bible") is None:
         return None
-    done = subprocess.run(["bible", "-l1000", *BIBLE_BOOKS], capture_output=True, text=True)
+    try:
+        done = subprocess.run(["bible", "-l1000", *BIBLE_BOOKS], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.SubprocessError):
+        return None
     return done.stdout if done.returncode == 0 and len(done.stdout) > 100_000 else None
 
 
@@ -56,6 +59,10 @@ def run(model: Optional[str], methods: Sequence[str], lengths: Sequence[int], ou
     """Window w scores the same `stride` tokens at every length: they start at token
     max(lengths) + w * stride of the text, and a window of N tokens ends with them, so
     only the amount of context differs between lengths."""
+    if not lengths or min(lengths) <= stride:
+        raise ValueError(f"perplexity needs lengths longer than the stride ({stride}), got {list(lengths)}")
+    if windows < 1:
+        raise ValueError(f"windows must be >= 1, got {windows}")
     log = ResultLog(Path(out_dir) / "perplexity.jsonl", ("method", "length", "window", "text", "scored_from"))
     if text is None:
         text_name, text = default_text()
@@ -74,12 +81,14 @@ def run(model: Optional[str], methods: Sequence[str], lengths: Sequence[int], ou
                 runner = runner or build_runner(method, model, length, n_ctx_train, threads=threads)
                 if tokens is None:
                     tokens = runner.llm.tokenize(text, add_bos=False)
-                    if len(tokens) < anchor + stride * windows + 1:
-                        raise ValueError(f"the text has {len(tokens)} tokens; "
-                                         f"{anchor + stride * windows + 1} are needed")
-                # a window of `length` input tokens; its last `stride` predictions are scored
+                    if len(tokens) < anchor + stride * windows:
+                        raise ValueError(f"the text has {len(tokens)} tokens; {anchor + stride * windows} are needed")
+                # a window of `length` input tokens (truncate keeps fewer); the last `stride`
+                # predictions are scored
                 end = scored_from + stride
                 window = runner.prepare(tokens[end - 1 - length:end - 1])
+                if len(window) <= stride:
+                    raise ValueError(f"{method} keeps {len(window)} tokens, not more than the stride {stride}")
                 began = time.monotonic()
                 logits = runner.score(window[:-stride], window[-stride:])
                 values = nll(logits, np.asarray(tokens[scored_from:end]))
@@ -94,11 +103,13 @@ def run(model: Optional[str], methods: Sequence[str], lengths: Sequence[int], ou
 
 
 def write_report(log: ResultLog, out_dir: Path, command: str) -> Path:
-    lines = ["# perplexity (sliding window: the last 256 tokens of each window are scored)", "",
+    lines = ["# perplexity (sliding window: only the last tokens of each window are scored)", "",
              f"Command: `{command}`", "",
              "Every length scores the same tokens; only the context before them differs.", ""]
     groups = {}
     for r in log.records:
+        if "scored_from" not in r:
+            continue   # written before every length scored the same tokens
         anchor = r["scored_from"] - r["window"] * r["scored"]
         groups.setdefault((r["text"], anchor), []).append(r)
     for (text, anchor), records in groups.items():
@@ -108,7 +119,8 @@ def write_report(log: ResultLog, out_dir: Path, command: str) -> Path:
         methods = list(dict.fromkeys(r["method"] for r in records))
         lengths = sorted({r["length"] for r in records})
         n_windows = len({r["window"] for r in records})
-        lines += [f"Text `{text}`, {n_windows} window(s) of 256 scored tokens from token {anchor}:", "",
+        lines += [f"Text `{text}`, {n_windows} window(s) of {records[0]['scored']} scored tokens from token "
+                  f"{anchor}:", "",
                   "| method | " + " | ".join(str(n) for n in lengths) + " |", "|---|" + "---|" * len(lengths)]
         for m in methods:
             cells = [f"{np.exp(np.mean(by[(m, n)])):.3f}" if (m, n) in by else "-" for n in lengths]

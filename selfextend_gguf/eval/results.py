@@ -55,6 +55,8 @@ def accuracy_table(records: Iterable[dict], row: str, col: str, title: str) -> s
         if r[col] not in cols:
             cols.append(r[col])
     cols.sort()
+    if all(isinstance(v, (int, float)) for v in rows):
+        rows.sort()   # depths, key lengths: in order, whatever order the cells ran in
     lines = [f"| {title} | " + " | ".join(str(c) for c in cols) + " | all |",
              "|---|" + "---|" * (len(cols) + 1)]
     for rv in rows:

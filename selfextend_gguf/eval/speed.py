@@ -93,7 +93,7 @@ def write_report(log: ResultLog, out_dir: Path, command: str) -> Path:
     lines = ["# speed (best of the repetitions; 2 threads unless stated)", "", f"Command: `{command}`", "",
              "KV cache and compute buffers as llama.cpp allocated them (all buffer types); KV in use is "
              "the state size at the end of the run; peak RSS is the whole process during that one "
-             "measurement (model load included).", "",
+             "measurement (model load included). Memory is from the last repetition.", "",
              "| method | depth | prefill tok/s | decode tok/s | KV cache MiB (in use) | compute buffers MiB "
              "| peak RSS MiB |",
              "|---|---|---|---|---|---|---|"]
@@ -103,8 +103,8 @@ def write_report(log: ResultLog, out_dir: Path, command: str) -> Path:
                 p, d = best[(m, n)]
                 r = mem[(m, n)]
                 kv = f"{r['context']} ({r['kv_state_mib']})" if "context" in r else f"({r['kv_state_mib']})"
-                lines.append(f"| {m} | {n} | {p:.1f} | {d:.1f} | {kv} | {r.get('compute', '-')} "
-                             f"| {r['peak_rss_mib']} |")
+                rss = f"{r['peak_rss_mib']}" + ("" if r.get("peak_rss_per_run") else " (process so far)")
+                lines.append(f"| {m} | {n} | {p:.1f} | {d:.1f} | {kv} | {r.get('compute', '-')} | {rss} |")
     if "vanilla" in methods and "self-extend" in methods:
         lines += ["", "| depth | self-extend / vanilla prefill | decode |", "|---|---|---|"]
         for n in depths:
