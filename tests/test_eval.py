@@ -33,6 +33,8 @@ def test_every_method_runs_and_the_grid_resumes(tiny_llama_512, tmp_path):
     text = report.read_text()
     assert "| self-extend |" in text and "![vanilla](passkey-plain-vanilla.png)" in text
     assert (tmp_path / "passkey-plain-self-extend.png").stat().st_size > 1000
+    assert "![all methods](passkey-plain-all.png)" in text
+    assert (tmp_path / "passkey-plain-all.png").stat().st_size > 1000
 
 
 def test_interrupted_line_is_ignored_on_resume(tiny_llama_512, tmp_path):

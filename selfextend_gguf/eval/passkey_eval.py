@@ -99,6 +99,9 @@ def write_report(log: ResultLog, out_dir: Path, task: str, chat: bool, command: 
         lines += [accuracy_table(records, "method", "n_digits", "method \\ key digits"), ""]
     else:
         lines += [accuracy_table(records, "method", "target_length", "method \\ length"), ""]
+        methods = list(dict.fromkeys(r["method"] for r in records))
+        overview = heatmap.draw_all(records, methods, Path(out_dir) / f"{task}-{style}-all.png")
+        lines += [f"![all methods]({overview.name})", ""]
         for method in dict.fromkeys(r["method"] for r in records):
             sub = [r for r in records if r["method"] == method]
             lines += [f"## {method}", "", accuracy_table(sub, "depth", "target_length", "depth \\ length"), ""]
