@@ -113,3 +113,21 @@ def test_perplexity_rejects_windows_shorter_than_the_stride(tiny_llama_512, tmp_
         perplexity.run(str(tiny_llama_512.path), ["vanilla"], [200], tmp_path, text="abc " * 500)
     with pytest.raises(ValueError, match="needed"):
         perplexity.run(str(tiny_llama_512.path), ["vanilla"], [300], tmp_path, text="abc " * 50)
+
+
+def test_shifted_cache_positions_keep_relative_attention(tiny_llama_512, random_tokens):
+    """grouped-cache rests on llama.cpp's K-shift: moving every cached position by a
+    constant (seq_add) must leave the next token's logits as if the prompt had been
+    evaluated at the shifted positions (RoPE depends only on relative positions)."""
+    prompt, nxt = random_tokens(100, seed=4), random_tokens(5, seed=5)
+    runs = []
+    for shift_after_eval in (True, False):
+        llm = Llama(str(tiny_llama_512.path), n_ctx=400, group_size=1, type_k="f32", type_v="f32")
+        if shift_after_eval:
+            llm.eval_at(prompt, 0)
+            llm.kv_seq_add(0, 100, 37)
+        else:
+            llm.eval_at(prompt, 37)
+        runs.append(llm.eval_at(nxt, 137))
+    np.testing.assert_allclose(runs[0], runs[1], atol=1e-4)
+    assert np.abs(runs[0]).max() > 0.1
