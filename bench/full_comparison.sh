@@ -11,8 +11,13 @@ T="--threads ${THREADS:-2}"
 
 $SE eval perplexity --lengths 4k,8k,16k --windows 1 $T
 $SE eval passkey --lengths 8k,16k,24k --depths 0.1,0.5,0.9 --trials 1 $T
-$SE eval speed --depths 4k,8k,16k --decode 16 $T
+# speed does not resume: it measures again only when there is no record yet
+[ -s bench/results/speed.jsonl ] || $SE eval speed --depths 4k,8k,16k --decode 16 $T
+# the full grid, 5 depths x 2 trials, one length at a time so that each length is
+# complete before the next starts (each fills only the cells still missing)
+FULL="--depths 0.1,0.3,0.5,0.7,0.9 --trials 2"
+$SE eval passkey --lengths 8k $FULL $T
+$SE eval passkey --lengths 16k $FULL $T
 $SE eval digits --length 16k --methods self-extend,truncate,yarn,vanilla,linear,grouped-cache $T
-# the full grid: 5 depths x 2 trials at 8k, 16k and 24k (fills the cells still missing)
-$SE eval passkey --lengths 8k,16k,24k --depths 0.1,0.3,0.5,0.7,0.9 --trials 2 $T
 $SE eval passkey --chat --lengths 16k --depths 0.1,0.5,0.9 --trials 1 $T
+$SE eval passkey --lengths 24k $FULL $T

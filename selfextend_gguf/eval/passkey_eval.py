@@ -13,7 +13,7 @@ from .. import passkey
 from ..llama import Llama
 from . import heatmap
 from .methods import Runner, build_runner, n_ctx_train_of
-from .results import ResultLog, accuracy_table
+from .results import ResultLog, accuracy_table, command_line
 
 Progress = Callable[[str], None]
 
@@ -94,7 +94,7 @@ def run_grid(model: Optional[str], methods: Sequence[str], lengths: Sequence[int
 def write_report(log: ResultLog, out_dir: Path, task: str, chat: bool, command: str) -> Path:
     style = "chat" if chat else "plain"
     records = log.records
-    lines = [f"# {task} ({style} prompt)", "", f"Command: `{command}`", ""]
+    lines = [f"# {task} ({style} prompt)", "", command_line(command), ""]
     if task == "digits":
         lines += [accuracy_table(records, "method", "n_digits", "method \\ key digits"), ""]
     else:

@@ -16,7 +16,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 from .methods import build_runner, n_ctx_train_of
-from .results import ResultLog
+from .results import ResultLog, command_line
 
 LICENSE_TEXTS = "/usr/share/common-licenses/*"
 # the King James Bible (public domain) from Debian's bible-kjv-text, printed by bible-kjv's
@@ -104,7 +104,7 @@ def run(model: Optional[str], methods: Sequence[str], lengths: Sequence[int], ou
 
 def write_report(log: ResultLog, out_dir: Path, command: str) -> Path:
     lines = ["# perplexity (sliding window: only the last tokens of each window are scored)", "",
-             f"Command: `{command}`", "",
+             command_line(command), "",
              "Every length scores the same tokens; only the context before them differs.", ""]
     groups = {}
     for r in log.records:

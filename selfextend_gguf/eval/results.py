@@ -68,3 +68,9 @@ def accuracy_table(records: Iterable[dict], row: str, col: str, title: str) -> s
             parts.append(f"{f}/{t}" if t else "-")
         lines.append(f"| {rv} | " + " | ".join(parts) + f" | {found}/{total} |")
     return "\n".join(lines)
+
+
+def command_line(command: str) -> str:
+    """The report line naming its command: resumable runs keep cells from earlier
+    commands, so the last one alone may not have produced every row."""
+    return f"Last written by `{command}` (cells already in the JSONL from earlier runs are kept, not rerun)."
