@@ -18,7 +18,8 @@ if [ ! -x "$OUT/build/bin/llama-completion" ]; then
     ninja -C "$OUT/build" llama-completion > "$OUT/build.log"
 fi
 
-# the exact prompt text of that cell; its settings (n_ctx, ga_n, ga_w) from the record
+# the exact prompt text of that cell, and our recorded answers with their settings;
+# the upstream flags below repeat those settings (n_ctx 8192 + 128, ga_n 3, ga_w 1023)
 $PY - "$OUT" <<'EOF'
 import json, sys
 from selfextend_gguf.llama import Llama
