@@ -10,6 +10,7 @@ from selfextend_gguf import Llama
 from selfextend_gguf.eval import passkey_eval, perplexity, speed
 from selfextend_gguf.eval.grouped_cache import GroupedCache
 from selfextend_gguf.eval.methods import METHODS, build_runner
+from selfextend_gguf.eval.results import ResultLog
 
 
 def test_every_method_runs_and_the_grid_resumes(tiny_llama_512, tmp_path):
@@ -131,3 +132,14 @@ def test_shifted_cache_positions_keep_relative_attention(tiny_llama_512, random_
         runs.append(llm.eval_at(nxt, 137))
     np.testing.assert_allclose(runs[0], runs[1], atol=1e-4)
     assert np.abs(runs[0]).max() > 0.1
+
+
+def test_digits_report_shows_how_much_of_a_missed_key_was_copied(tmp_path):
+    log = ResultLog(tmp_path / "digits-plain.jsonl", ("method", "n_digits"))
+    for method, n_digits, expected, got in [("a", 8, "12345678", "12345678"), ("a", 16, "1234567890123456", "1234599"),
+                                            ("b", 8, "12345678", ""), ("b", 16, "1234567890123456", "9234567890123456")]:
+        log.append({"method": method, "n_digits": n_digits, "expected": expected, "got": got, "found": expected == got})
+    text = passkey_eval.write_report(log, tmp_path, "digits", False, "test").read_text()
+    assert "| a | 1/1 | 0/1 | 1/2 |" in text
+    assert "| a | 8 | 5 |" in text     # the near miss: 5 leading digits right
+    assert "| b | 0 | 0 |" in text     # no number, and a number wrong from its first digit

@@ -13,7 +13,7 @@ from .. import passkey
 from ..llama import Llama
 from . import heatmap
 from .methods import Runner, build_runner, n_ctx_train_of
-from .results import ResultLog, accuracy_table, command_line
+from .results import ResultLog, accuracy_table, command_line, leading_digits_table
 
 Progress = Callable[[str], None]
 
@@ -96,7 +96,10 @@ def write_report(log: ResultLog, out_dir: Path, task: str, chat: bool, command: 
     records = log.records
     lines = [f"# {task} ({style} prompt)", "", command_line(command), ""]
     if task == "digits":
-        lines += [accuracy_table(records, "method", "n_digits", "method \\ key digits"), ""]
+        lines += [accuracy_table(records, "method", "n_digits", "method \\ key digits"), "",
+                  "Leading digits of the key the answer got right (mean over trials; "
+                  "equal to the key length when found):", "",
+                  leading_digits_table(records, "method \\ key digits"), ""]
     else:
         lines += [accuracy_table(records, "method", "target_length", "method \\ length"), ""]
         methods = list(dict.fromkeys(r["method"] for r in records))

@@ -9,6 +9,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Dict, Iterable, List, Sequence, Tuple
 
+from ..passkey import leading_digits_right
+
 
 class ResultLog:
     def __init__(self, path: Path, key_fields: Sequence[str]):
@@ -67,6 +69,31 @@ def accuracy_table(records: Iterable[dict], row: str, col: str, title: str) -> s
             f, t = cells.get((rv, c), (0, 0))
             parts.append(f"{f}/{t}" if t else "-")
         lines.append(f"| {rv} | " + " | ".join(parts) + f" | {found}/{total} |")
+    return "\n".join(lines)
+
+
+def leading_digits_table(records: Iterable[dict], title: str) -> str:
+    """Per method and key length, the key's leading digits the answer got right
+    (mean over trials), so a near miss shows apart from a wrong number."""
+    sums: Dict[Tuple, List[int]] = defaultdict(lambda: [0, 0])
+    methods, lengths = [], []
+    for r in records:
+        key = (r["method"], r["n_digits"])
+        sums[key][0] += leading_digits_right(r["expected"], r["got"])
+        sums[key][1] += 1
+        if r["method"] not in methods:
+            methods.append(r["method"])
+        if r["n_digits"] not in lengths:
+            lengths.append(r["n_digits"])
+    lengths.sort()
+    lines = [f"| {title} | " + " | ".join(str(n) for n in lengths) + " |",
+             "|---|" + "---|" * len(lengths)]
+    for m in methods:
+        parts = []
+        for n in lengths:
+            total, count = sums.get((m, n), (0, 0))
+            parts.append(f"{total / count:g}" if count else "-")
+        lines.append(f"| {m} | " + " | ".join(parts) + " |")
     return "\n".join(lines)
 
 
