@@ -2,6 +2,7 @@
 through a pseudo-terminal, including Ctrl-C during a reply."""
 
 import json
+import signal
 import sys
 
 import pexpect
@@ -57,7 +58,10 @@ HANG_GUARD_S = 900
 def spawn_chat(model_path, *extra):
     child = pexpect.spawn(sys.executable, ["-m", "selfextend_gguf", "chat", "--model", str(model_path),
                                            "--threads", "1", *extra],
-                          encoding="utf-8", timeout=HANG_GUARD_S)
+                          encoding="utf-8", timeout=HANG_GUARD_S,
+                          # a shell starting the tests in the background ignores SIGINT, and the
+                          # child would inherit that: give it a terminal user's Ctrl-C
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     child.expect("commands: /reset")
     child.expect("> ")
     return child
@@ -86,9 +90,8 @@ def test_chat_cli_commands(tiny_llama_512, tmp_path):
 
 
 def test_ctrl_c_stops_the_reply_not_the_session(tiny_llama_512):
-    # a reply long enough to interrupt: the tiny model decodes 3500 tokens in about 4 s,
-    # which can end before the interrupt arrives, so it may run to 30000
-    child = spawn_chat(tiny_llama_512.path, "--n-ctx", "32768", "-n", "30000", "--temp", "0", "--ignore-eos")
+    # a reply long enough to interrupt: up to 3500 tokens
+    child = spawn_chat(tiny_llama_512.path, "--n-ctx", "4096", "-n", "3500", "--temp", "0", "--ignore-eos")
     child.sendline("Talk for a long time")
     child.expect("Talk for a long time\r\n")   # the terminal's echo of the input
     child.expect(r"\S")                        # the reply has started streaming
@@ -96,8 +99,8 @@ def test_ctrl_c_stops_the_reply_not_the_session(tiny_llama_512):
     child.expect(r"\(stopped\)")
     child.expect("> ")
     child.sendline("/status")
-    child.expect(r"\[(\d+)/32768 tokens")
-    assert int(child.match.group(1)) < 30000
+    child.expect(r"\[(\d+)/4096 tokens")
+    assert int(child.match.group(1)) < 3500
     child.expect("> ")
     child.sendline("/exit")
     child.expect(pexpect.EOF)
