@@ -44,8 +44,8 @@ def _check_model_file(path: str) -> None:
         raise ValueError(f"not a GGUF model file (it does not start with the GGUF magic): {path!r}")
 
 
-def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
-    """How many leading tokens two sequences share."""
+def common_prefix_length(a: Sequence, b: Sequence) -> int:
+    """How many leading items (tokens, or the digits of two keys) two sequences share."""
     n = 0
     for x, y in zip(a, b):
         if x != y:

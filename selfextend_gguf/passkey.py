@@ -4,7 +4,6 @@ A key hidden at a chosen depth of repetitive filler; the model must repeat it.""
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import time
@@ -64,12 +63,6 @@ def found(expected: str, generated: str) -> bool:
     """The key counts as found when it is the first number the model produces."""
     numbers = digits_in(generated)
     return bool(numbers) and numbers[0] == expected
-
-
-def leading_digits_right(expected: str, got: str) -> int:
-    """How many digits of the key the answer gets right before its first mistake:
-    a long key that is missed can still be mostly copied."""
-    return len(os.path.commonprefix([expected, got]))
 
 
 def run(llm, length: int, depth: float, seed: int = 0, max_tokens: int = 8,

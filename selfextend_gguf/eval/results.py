@@ -9,7 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Dict, Iterable, List, Sequence, Tuple
 
-from ..passkey import leading_digits_right
+from ..llama import common_prefix_length
 
 
 class ResultLog:
@@ -44,14 +44,13 @@ class ResultLog:
         self._done.add(self.key(record))
 
 
-def accuracy_table(records: Iterable[dict], row: str, col: str, title: str) -> str:
-    """found/total per (row, col), as a markdown table."""
-    cells: Dict[Tuple, List[int]] = defaultdict(lambda: [0, 0])
+def _grid(records: Iterable[dict], row: str, col: str) -> Tuple[list, list, Dict[Tuple, List[dict]]]:
+    """The records grouped by (row value, col value), with the row and column values
+    in table order."""
+    groups: Dict[Tuple, List[dict]] = defaultdict(list)
     rows, cols = [], []
     for r in records:
-        key = (r[row], r[col])
-        cells[key][0] += int(bool(r["found"]))
-        cells[key][1] += 1
+        groups[(r[row], r[col])].append(r)
         if r[row] not in rows:
             rows.append(r[row])
         if r[col] not in cols:
@@ -59,41 +58,35 @@ def accuracy_table(records: Iterable[dict], row: str, col: str, title: str) -> s
     cols.sort()
     if all(isinstance(v, (int, float)) for v in rows):
         rows.sort()   # depths, key lengths: in order, whatever order the cells ran in
+    return rows, cols, groups
+
+
+def accuracy_table(records: Iterable[dict], row: str, col: str, title: str) -> str:
+    """found/total per (row, col), as a markdown table."""
+    rows, cols, groups = _grid(records, row, col)
     lines = [f"| {title} | " + " | ".join(str(c) for c in cols) + " | all |",
              "|---|" + "---|" * (len(cols) + 1)]
     for rv in rows:
-        found = sum(cells[(rv, c)][0] for c in cols)
-        total = sum(cells[(rv, c)][1] for c in cols)
-        parts = []
-        for c in cols:
-            f, t = cells.get((rv, c), (0, 0))
-            parts.append(f"{f}/{t}" if t else "-")
-        lines.append(f"| {rv} | " + " | ".join(parts) + f" | {found}/{total} |")
+        cells = [groups.get((rv, c), []) for c in cols]
+        parts = [f"{sum(bool(r['found']) for r in cell)}/{len(cell)}" if cell else "-" for cell in cells]
+        in_row = [r for cell in cells for r in cell]
+        lines.append(f"| {rv} | " + " | ".join(parts) + f" | {sum(bool(r['found']) for r in in_row)}/{len(in_row)} |")
     return "\n".join(lines)
 
 
 def leading_digits_table(records: Iterable[dict], title: str) -> str:
     """Per method and key length, the key's leading digits the answer got right
     (mean over trials), so a near miss shows apart from a wrong number."""
-    sums: Dict[Tuple, List[int]] = defaultdict(lambda: [0, 0])
-    methods, lengths = [], []
-    for r in records:
-        key = (r["method"], r["n_digits"])
-        sums[key][0] += leading_digits_right(r["expected"], r["got"])
-        sums[key][1] += 1
-        if r["method"] not in methods:
-            methods.append(r["method"])
-        if r["n_digits"] not in lengths:
-            lengths.append(r["n_digits"])
-    lengths.sort()
-    lines = [f"| {title} | " + " | ".join(str(n) for n in lengths) + " |",
-             "|---|" + "---|" * len(lengths)]
-    for m in methods:
+    rows, cols, groups = _grid(records, "method", "n_digits")
+    lines = [f"| {title} | " + " | ".join(str(c) for c in cols) + " |",
+             "|---|" + "---|" * len(cols)]
+    for rv in rows:
         parts = []
-        for n in lengths:
-            total, count = sums.get((m, n), (0, 0))
-            parts.append(f"{total / count:g}" if count else "-")
-        lines.append(f"| {m} | " + " | ".join(parts) + " |")
+        for c in cols:
+            cell = groups.get((rv, c), [])
+            right = [common_prefix_length(r["expected"], r["got"]) for r in cell]
+            parts.append(f"{sum(right) / len(right):g}" if right else "-")
+        lines.append(f"| {rv} | " + " | ".join(parts) + " |")
     return "\n".join(lines)
 
 
