@@ -19,5 +19,8 @@ FULL="--depths 0.1,0.3,0.5,0.7,0.9 --trials 2"
 $SE eval passkey --lengths 8k $FULL $T
 $SE eval passkey --lengths 16k $FULL $T
 $SE eval digits --length 16k --methods self-extend,truncate,yarn,vanilla,linear,grouped-cache $T
-$SE eval passkey --chat --lengths 16k --depths 0.1,0.5,0.9 --trials 1 $T
 $SE eval passkey --lengths 24k $FULL $T
+# the chat-template variant of the prompt (--chat), at 2x the window and inside it
+$SE eval passkey --chat --lengths 16k --depths 0.1,0.5,0.9 --trials 1 $T
+# the chat prompt inside the window, to tell a weaker prompt from a failure to extend
+$SE eval passkey --chat --lengths 8k --depths 0.1,0.5,0.9 --trials 1 $T
