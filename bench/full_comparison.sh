@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 SE=".venv/bin/selfextend-gguf"
 T="--threads ${THREADS:-2}"
 
-$SE eval perplexity --lengths 4k,8k,16k --windows 1 $T
+# (first run with --windows 1; a later session added the second window)
+$SE eval perplexity --lengths 4k,8k,16k --windows 2 $T
 $SE eval passkey --lengths 8k,16k,24k --depths 0.1,0.5,0.9 --trials 1 $T
 # speed does not resume: it measures again only when there is no record yet
 [ -s bench/results/speed.jsonl ] || $SE eval speed --depths 4k,8k,16k --decode 16 $T
