@@ -5,9 +5,15 @@ vendored in the sdist of llama-cpp-python 0.3.36 on the package index. The sdist
 downloaded with pip (no deps, no binary), its sha256 verified, and its
 vendor/llama.cpp extracted once into a cache directory that later builds reuse.
 
+Our own sdist carries the patched tree in vendor/llama.cpp (written by --vendor, pruned
+to what the build needs, stamped with the pin and the patch set), so that building it
+needs no download. --patched returns that tree when its stamp matches.
+
 Usage: python llama_source.py                     -> path of the pristine tree
-       python llama_source.py --patched PATCH_DIR -> path of a patched copy (cached
-                                                     per patch set, patches re-checked)
+       python llama_source.py --patched PATCH_DIR -> path of a patched tree: the vendored
+                                                     one if current, else a cached copy
+                                                     (per patch set, patches re-checked)
+       python llama_source.py --vendor DEST PATCH_DIR -> write the patched tree to DEST
        python llama_source.py --describe          -> the pin
 """
 
@@ -29,6 +35,12 @@ SDIST_PACKAGE = "llama-cpp-python"
 SDIST_VERSION = "0.3.36"
 SDIST_SHA256 = "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
 VENDOR_PREFIX = f"llama_cpp_python-{SDIST_VERSION}/vendor/llama.cpp/"
+
+# What the build of llama and ggml reads (top-level entries of the tree): the rest
+# (models 75 MB, docs 38 MB, tools, tests, examples, ...) stays out of our sdist.
+VENDORED_ENTRIES = ("CMakeLists.txt", "cmake", "ggml", "src", "include", "vendor", "licenses",
+                    "LICENSE", "AUTHORS", "README.md")
+VENDOR_STAMP = ".selfextend-vendored"
 
 
 def cache_root() -> Path:
@@ -113,15 +125,63 @@ def pristine_tree() -> Path:
     return target
 
 
-def patched_tree(patch_dir: Path) -> Path:
-    """A copy of the pristine tree with our patches, one copy per patch set."""
-    from apply_patches import apply_all, patch_files
+def patch_set_digest(patch_dir: Path) -> str:
+    from apply_patches import patch_files
 
     digest = hashlib.sha256()
     for patch in patch_files(patch_dir):
         digest.update(patch.name.encode() + b"\0" + patch.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def vendor_stamp(patch_dir: Path) -> str:
+    return f"llama.cpp {LLAMA_CPP_COMMIT} patches {patch_set_digest(patch_dir)}\n"
+
+
+def vendored_tree(patch_dir: Path) -> "Path | None":
+    """vendor/llama.cpp beside this script's project, if it holds this pin with these patches."""
+    tree = Path(__file__).resolve().parent.parent / "vendor" / "llama.cpp"
+    stamp = tree / VENDOR_STAMP
+    if stamp.is_file() and stamp.read_text() == vendor_stamp(patch_dir):
+        return tree
+    return None
+
+
+def write_vendored_tree(dest: Path, patch_dir: Path) -> Path:
+    """The patched tree, pruned to VENDORED_ENTRIES, at dest (replaced if stale)."""
+    if dest.exists() and (dest / VENDOR_STAMP).is_file() and \
+            (dest / VENDOR_STAMP).read_text() == vendor_stamp(patch_dir):
+        return dest
+    source = patched_tree(patch_dir)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="vendoring-", dir=dest.parent))
+    try:
+        tree = tmp / "llama.cpp"
+        tree.mkdir()
+        for name in VENDORED_ENTRIES:
+            entry = source / name
+            if entry.is_dir():
+                shutil.copytree(entry, tree / name, symlinks=True)
+            elif entry.exists():
+                shutil.copy2(entry, tree / name)
+        # llama.cpp's own ignore files would make the sdist builder drop parts of the tree
+        for ignore in tree.rglob(".gitignore"):
+            ignore.unlink()
+        (tree / VENDOR_STAMP).write_text(vendor_stamp(patch_dir))
+        if dest.exists():
+            shutil.rmtree(dest)
+        tree.rename(dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def patched_tree(patch_dir: Path) -> Path:
+    """A copy of the pristine tree with our patches, one copy per patch set."""
+    from apply_patches import apply_all
+
     pristine = pristine_tree()
-    target = pristine.parent / f"{pristine.name}-se-{digest.hexdigest()[:12]}"
+    target = pristine.parent / f"{pristine.name}-se-{patch_set_digest(patch_dir)}"
     if not target.exists():
         tmp = Path(tempfile.mkdtemp(prefix="patching-", dir=target.parent))
         try:
@@ -141,7 +201,11 @@ def main(argv: list[str]) -> int:
               f"(sha256 {SDIST_SHA256})")
         return 0
     if len(argv) == 2 and argv[0] == "--patched":
-        print(patched_tree(Path(argv[1]).resolve()))
+        patch_dir = Path(argv[1]).resolve()
+        print(vendored_tree(patch_dir) or patched_tree(patch_dir))
+        return 0
+    if len(argv) == 3 and argv[0] == "--vendor":
+        print(write_vendored_tree(Path(argv[1]).resolve(), Path(argv[2]).resolve()))
         return 0
     print(pristine_tree())
     return 0

@@ -1,4 +1,5 @@
-"""Command line: `selfextend-gguf complete | passkey | demo` (also `python -m selfextend_gguf`)."""
+"""Command line: `selfextend-gguf complete | passkey | chat | serve | eval | info | demo`
+(also `python -m selfextend_gguf`)."""
 
 from __future__ import annotations
 
@@ -177,6 +178,12 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_info(args) -> int:
+    from .system_info import main_info
+
+    return main_info(args.json)
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _common_options()
     parser = argparse.ArgumentParser(
@@ -213,6 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .eval.cli import add_parser as add_eval_parser
     add_eval_parser(sub)
+
+    p = sub.add_parser("info", help="version, llama.cpp pin, compiled CPU features and backends (for bug reports)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("demo", parents=[common],
                        help="passkey beyond the trained window: vanilla against Self-Extend")

@@ -20,6 +20,7 @@ from . import self_extend as se
 from .generation import Generation
 from .model_path import default_model_path
 from .sampling import Sampler, SamplingParams
+from .scores import Scores
 
 logger = logging.getLogger("selfextend_gguf")
 
@@ -150,8 +151,9 @@ class Llama:
         self._tokens: List[int] = []
         self._positions_edited = False
         self._lock = threading.RLock()
-        # like llama_cpp: one row per position; np.zeros pages in only the rows written
-        self.scores = np.zeros((self._n_ctx, self._n_vocab), dtype=np.float32)
+        # rows of logits: one per position with logits_all (grown as the sequence grows),
+        # else only the last; never n_ctx x n_vocab up front (64k x 262k would be 64 GiB)
+        self._scores = Scores(self._n_ctx, self._n_vocab, self._logits_all, n_batch)
 
     # ------------------------------------------------------------------ basics
 
@@ -185,6 +187,12 @@ class Llama:
     def self_extend(self) -> Optional[se.SelfExtend]:
         """The active (group_size, neighbor_window), or None for vanilla attention."""
         return self._self_extend
+
+    @property
+    def scores(self) -> np.ndarray:
+        """Logits as float32 rows: with logits_all=True row p holds the logits after
+        position p (llama_cpp's layout); otherwise one row, after the last evaluated token."""
+        return self._scores.array
 
     @property
     def n_tokens(self) -> int:
@@ -229,6 +237,7 @@ class Llama:
         """Forget the current sequence (the KV cache is cleared)."""
         with self._lock:
             self._tokens = []
+            self._scores.truncate(0)
             self._positions_edited = False
             self._ctx.memory_clear()
 
@@ -254,6 +263,7 @@ class Llama:
             except BaseException:
                 self._ctx.seq_rm(0, start, -1)
                 del self._tokens[start:]
+                self._scores.truncate(start)
                 raise
 
     def eval(self, tokens: Sequence[int], progress_callback: Optional[ProgressCallback] = None) -> None:
@@ -263,9 +273,10 @@ class Llama:
 
         def keep(pos: int, offset: int, logits: np.ndarray) -> None:
             if self._logits_all:
-                self.scores[pos:pos + len(logits)] = logits
-            else:
-                self.scores[pos + min(self.n_batch(), len(tokens) - offset) - 1] = logits[-1]
+                self._scores.put(pos, logits)
+            else:  # decode returned the chunk's last row only
+                chunk_len = min(self.n_batch(), len(tokens) - offset)
+                self._scores.put(pos + chunk_len - 1, logits[-1:])
 
         self._append(tokens, self._logits_all, keep, progress_callback)
 
@@ -323,7 +334,7 @@ class Llama:
     def last_logits(self) -> np.ndarray:
         if not self._tokens:
             raise ValueError("no tokens evaluated yet")
-        return self.scores[len(self._tokens) - 1]
+        return self._scores.last(len(self._tokens) - 1)
 
     def prefill(self, tokens: Sequence[int], progress_callback: Optional[ProgressCallback] = None) -> np.ndarray:
         """Make the sequence equal to tokens, reusing the longest cached prefix, and return
@@ -339,6 +350,7 @@ class Llama:
             if keep < len(self._tokens):
                 self._ctx.seq_rm(0, keep, -1)
                 del self._tokens[keep:]
+                self._scores.truncate(keep)
             self.eval(tokens[keep:], progress_callback)
             return self.last_logits()
 

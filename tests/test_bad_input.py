@@ -53,7 +53,8 @@ def test_truncated_model_file(tmp_path, tiny_llama):
     for size in (len(data) // 2, 100, 8):
         path = tmp_path / f"truncated-{size}.gguf"
         path.write_bytes(data[:size])
-        with pytest.raises(ValueError, match="not a valid GGUF model"):
+        # llama.cpp's own reason comes along (bounds of a tensor, the header, ...)
+        with pytest.raises(ValueError, match="not a valid GGUF model.*llama.cpp says: .*(bounds|failed to read)"):
             Llama(str(path))
 
 

@@ -30,6 +30,12 @@ class TinyConfig:
     rms_eps: float = 1e-5
     rope_freq_factors: bool = False  # llama3-style per-dimension factors (rope_freqs.weight)
     seed: int = 0
+    n_byte_tokens: int = 256     # fewer: a broken vocabulary, bytes from 0x00 on are missing
+    n_extra_tokens: int = 0      # unused tokens appended, for a large vocabulary
+
+    @property
+    def n_vocab(self) -> int:
+        return N_SPECIAL + self.n_byte_tokens + self.n_extra_tokens
 
     @property
     def head_dim(self) -> int:
@@ -55,9 +61,9 @@ def _random_weights(cfg: TinyConfig) -> Dict[str, np.ndarray]:
         return (rng.standard_normal((rows, cols)) * scale / np.sqrt(cols)).astype(np.float32)
 
     w: Dict[str, np.ndarray] = {
-        "token_embd.weight": rng.standard_normal((N_VOCAB, d)).astype(np.float32),
+        "token_embd.weight": rng.standard_normal((cfg.n_vocab, d)).astype(np.float32),
         "output_norm.weight": (1.0 + 0.1 * rng.standard_normal(d)).astype(np.float32),
-        "output.weight": mat(N_VOCAB, d, 2.0),
+        "output.weight": mat(cfg.n_vocab, d, 2.0),
     }
     for i in range(cfg.n_layer):
         p = f"blk.{i}."
@@ -100,7 +106,7 @@ def write_tiny_model(directory: Path, cfg: Optional[TinyConfig] = None, name: Op
     writer.add_layer_norm_rms_eps(cfg.rms_eps)
     writer.add_file_type(gguf.LlamaFileType.ALL_F32)
 
-    _add_byte_tokenizer(writer)
+    _add_byte_tokenizer(writer, cfg.n_byte_tokens, cfg.n_extra_tokens)
 
     for tensor_name, array in weights.items():
         writer.add_tensor(tensor_name, array)
@@ -112,12 +118,16 @@ def write_tiny_model(directory: Path, cfg: Optional[TinyConfig] = None, name: Op
     return TinyModel(cfg, path, weights)
 
 
-def _add_byte_tokenizer(writer) -> None:
+def _add_byte_tokenizer(writer, n_byte_tokens: int = 256, n_extra_tokens: int = 0) -> None:
     import gguf
 
-    tokens = [b"<unk>", b"<s>", b"</s>"] + [f"<0x{b:02X}>".encode() for b in range(256)]
+    # the byte tokens kept are the last n_byte_tokens (so 'A' = 0x41 is missing from a
+    # vocabulary of 90 byte tokens)
+    first_byte = 256 - n_byte_tokens
+    tokens = [b"<unk>", b"<s>", b"</s>"] + [f"<0x{b:02X}>".encode() for b in range(first_byte, 256)] + \
+             [f"<extra_{i}>".encode() for i in range(n_extra_tokens)]
     types = [gguf.TokenType.UNKNOWN, gguf.TokenType.CONTROL, gguf.TokenType.CONTROL] + \
-            [gguf.TokenType.BYTE] * 256
+            [gguf.TokenType.BYTE] * n_byte_tokens + [gguf.TokenType.UNUSED] * n_extra_tokens
     writer.add_tokenizer_model("llama")
     writer.add_token_list(tokens)
     writer.add_token_scores([0.0] * len(tokens))

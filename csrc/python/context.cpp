@@ -73,13 +73,18 @@ std::unique_ptr<Context> create_context(std::shared_ptr<Model> model, const Cont
     c->model = std::move(model);
     p.abort_callback      = abort_callback;
     p.abort_callback_data = c.get();
+    std::string reason;
     {
         py::gil_scoped_release release;
-        c->ctx = llama_init_from_model(c->model->model, p);
+        llama_errors_clear();
+        c->ctx = call_llama("creating the context", "", [&] { return llama_init_from_model(c->model->model, p); });
+        reason = llama_errors_take();
     }
     if (c->ctx == nullptr) {
-        throw std::runtime_error("llama.cpp could not create a context (out of memory, or cache types it cannot "
-                                 "combine: a quantized V cache needs flash_attn=True); run with verbose=True for details");
+        throw llama_cpp_error("llama.cpp could not create a context (out of memory, or cache types it cannot "
+                              "combine: a quantized V cache needs flash_attn=True)" +
+                              (reason.empty() ? std::string("; run with verbose=True for details")
+                                              : "; llama.cpp says: " + reason));
     }
     return c;
 }
@@ -117,10 +122,16 @@ py::array_t<float> decode(Context & c, const std::vector<llama_token> & tokens, 
     batch.n_tokens = n;
 
     c.abort_requested = false;
-    int32_t rc;
-    {
+    int32_t rc = 0;
+    std::string reason;
+    try {
         py::gil_scoped_release release;
-        rc = llama_decode(c.ctx, batch);
+        llama_errors_clear();
+        rc = call_llama("decode", "", [&] { return llama_decode(c.ctx, batch); });
+        reason = llama_errors_take();
+    } catch (...) {
+        llama_batch_free(batch);
+        throw;
     }
     llama_batch_free(batch);
 
@@ -128,8 +139,9 @@ py::array_t<float> decode(Context & c, const std::vector<llama_token> & tokens, 
         throw std::runtime_error("decode aborted");
     }
     if (rc != 0) {
-        throw std::runtime_error(rc == 1 ? "llama_decode found no KV cache slot for the batch (context full)"
-                                         : "llama_decode failed with code " + std::to_string(rc));
+        throw llama_cpp_error(rc == 1 ? std::string("decode failed in llama.cpp: no KV cache slot for the batch (context full)")
+                                      : "decode failed in llama.cpp with code " + std::to_string(rc) +
+                                        (reason.empty() ? std::string() : ": " + reason));
     }
 
     const int32_t n_out = logits_all ? n : 1;

@@ -6,6 +6,7 @@
 #include "llama.h"
 
 #include <memory>
+#include <stdexcept>
 #include <string>
 
 namespace py = pybind11;
@@ -19,5 +20,34 @@ struct Model {
     ~Model();
 };
 
+// A failure inside llama.cpp, raised in Python as selfextend_gguf.LlamaCppError (a
+// RuntimeError) with the operation's name, llama.cpp's own message and what to do.
+struct llama_cpp_error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// Error lines llama.cpp logged on this thread since the last call (its reasons for a
+// failed load or decode), then forgotten; "" if none.
+void        llama_errors_clear();
+std::string llama_errors_take();
+
+// Run a llama.cpp call that may throw (a vocabulary lookup's std::out_of_range, ...) and
+// turn any C++ exception into a llama_cpp_error that names the operation.
+template <typename F>
+auto call_llama(const char * operation, const char * hint, F && f) -> decltype(f()) {
+    try {
+        return f();
+    } catch (const llama_cpp_error &) {
+        throw;
+    } catch (const std::exception & e) {
+        std::string message = std::string(operation) + " failed in llama.cpp: " + e.what();
+        if (hint && *hint) {
+            message += std::string(". ") + hint;
+        }
+        throw llama_cpp_error(message);
+    }
+}
+
 void bind_model(py::module_ & m);
 void bind_context(py::module_ & m);
+void bind_build_info(py::module_ & m);

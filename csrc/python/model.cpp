@@ -24,14 +24,18 @@ std::shared_ptr<Model> load_model(const std::string & path, int32_t n_gpu_layers
     params.vocab_only   = vocab_only;
 
     llama_model * model = nullptr;
+    std::string reason;
     {
         py::gil_scoped_release release;
-        model = llama_model_load_from_file(path.c_str(), params);
+        llama_errors_clear();
+        model = call_llama("loading the model", "", [&] { return llama_model_load_from_file(path.c_str(), params); });
+        reason = llama_errors_take();
     }
     if (model == nullptr) {
         throw std::invalid_argument("llama.cpp could not load '" + path +
-            "': not a valid GGUF model (truncated, corrupt, or an unsupported architecture); "
-            "run with verbose=True to see llama.cpp's reason");
+            "': not a valid GGUF model (truncated, corrupt, or an unsupported architecture)" +
+            (reason.empty() ? std::string("; run with verbose=True to see llama.cpp's log")
+                            : "; llama.cpp says: " + reason));
     }
     auto result = std::make_shared<Model>();
     result->model = model;
@@ -53,17 +57,27 @@ std::optional<std::string> meta_value(const Model & m, const std::string & key) 
     return std::string(buf.data(), n);
 }
 
+// a vocabulary lookup that fails inside llama.cpp throws std::out_of_range ("unordered_map::at")
+constexpr const char * vocab_hint =
+    "The model's vocabulary lacks a token that llama.cpp needs here (for example the byte-fallback "
+    "tokens <0x00>..<0xFF> of a SentencePiece vocabulary); the GGUF's tokenizer is incomplete or "
+    "corrupt, so use another GGUF of this model";
+
 std::vector<llama_token> tokenize(const Model & m, const std::string & text, bool add_special, bool parse_special) {
     if (text.size() > (size_t) INT32_MAX / 2) {
         throw std::invalid_argument("text too long to tokenize");
     }
     std::vector<llama_token> tokens(text.size() + 8);
-    int32_t n = llama_tokenize(m.vocab, text.data(), (int32_t) text.size(), tokens.data(), (int32_t) tokens.size(),
-                               add_special, parse_special);
+    auto run = [&] {
+        return call_llama("tokenize", vocab_hint, [&] {
+            return llama_tokenize(m.vocab, text.data(), (int32_t) text.size(), tokens.data(),
+                                  (int32_t) tokens.size(), add_special, parse_special);
+        });
+    };
+    int32_t n = run();
     if (n < 0) {
         tokens.resize(-n);
-        n = llama_tokenize(m.vocab, text.data(), (int32_t) text.size(), tokens.data(), (int32_t) tokens.size(),
-                           add_special, parse_special);
+        n = run();
     }
     if (n < 0) {
         throw std::runtime_error("tokenization failed");
@@ -82,10 +96,15 @@ void check_token(const Model & m, llama_token token) {
 py::bytes token_to_piece(const Model & m, llama_token token, bool special) {
     check_token(m, token);
     std::vector<char> buf(64);
-    int32_t n = llama_token_to_piece(m.vocab, token, buf.data(), (int32_t) buf.size(), 0, special);
+    auto run = [&] {
+        return call_llama("token_to_piece", vocab_hint, [&] {
+            return llama_token_to_piece(m.vocab, token, buf.data(), (int32_t) buf.size(), 0, special);
+        });
+    };
+    int32_t n = run();
     if (n < 0) {
         buf.resize(-n);
-        n = llama_token_to_piece(m.vocab, token, buf.data(), (int32_t) buf.size(), 0, special);
+        n = run();
     }
     return py::bytes(buf.data(), n < 0 ? 0 : n);
 }
@@ -95,12 +114,16 @@ py::bytes detokenize(const Model & m, const std::vector<llama_token> & tokens, b
         check_token(m, t);
     }
     std::vector<char> buf(tokens.size() * 8 + 16);
-    int32_t n = llama_detokenize(m.vocab, tokens.data(), (int32_t) tokens.size(), buf.data(), (int32_t) buf.size(),
-                                 remove_special, unparse_special);
+    auto run = [&] {
+        return call_llama("detokenize", vocab_hint, [&] {
+            return llama_detokenize(m.vocab, tokens.data(), (int32_t) tokens.size(), buf.data(),
+                                    (int32_t) buf.size(), remove_special, unparse_special);
+        });
+    };
+    int32_t n = run();
     if (n < 0) {
         buf.resize(-n);
-        n = llama_detokenize(m.vocab, tokens.data(), (int32_t) tokens.size(), buf.data(), (int32_t) buf.size(),
-                             remove_special, unparse_special);
+        n = run();
     }
     return py::bytes(buf.data(), n < 0 ? 0 : n);
 }

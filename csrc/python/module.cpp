@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <string>
 #include <stdexcept>
 #include <utility>
 #include <vector>
@@ -16,14 +17,32 @@ namespace {
 
 std::atomic<int> g_log_level{GGML_LOG_LEVEL_ERROR};
 
+// llama.cpp's error lines on this thread, kept for the exception of a failed call
+thread_local std::string t_errors;
+constexpr size_t max_kept_errors = 4096;
+
+void keep_error(const char * text) {
+    if (t_errors.size() < max_kept_errors) {
+        t_errors += text;
+    }
+}
+
 // llama.cpp logs through this; by default only errors reach stderr.
 void log_to_stderr(ggml_log_level level, const char * text, void * /*user_data*/) {
     static thread_local bool continuing_shown = false;
+    static thread_local bool continuing_error = false;
     if (level == GGML_LOG_LEVEL_CONT) {
         if (continuing_shown) {
             fputs(text, stderr);
         }
+        if (continuing_error) {
+            keep_error(text);
+        }
         return;
+    }
+    continuing_error = level == GGML_LOG_LEVEL_ERROR;
+    if (continuing_error) {
+        keep_error(text);
     }
     continuing_shown = level >= g_log_level.load();
     if (continuing_shown) {
@@ -41,8 +60,10 @@ std::string apply_chat_template(const std::string & tmpl,
     }
     std::vector<char> buf(4096);
     for (int attempt = 0; attempt < 2; ++attempt) {
-        const int32_t n = llama_chat_apply_template(tmpl.c_str(), chat.data(), chat.size(),
-                                                    add_assistant, buf.data(), (int32_t) buf.size());
+        const int32_t n = call_llama("applying the chat template", "", [&] {
+            return llama_chat_apply_template(tmpl.c_str(), chat.data(), chat.size(),
+                                             add_assistant, buf.data(), (int32_t) buf.size());
+        });
         if (n < 0) {
             throw std::invalid_argument("this chat template is not one llama.cpp knows; "
                                         "pass chat_format or format the prompt yourself");
@@ -57,8 +78,23 @@ std::string apply_chat_template(const std::string & tmpl,
 
 }  // namespace
 
+void llama_errors_clear() {
+    t_errors.clear();
+}
+
+std::string llama_errors_take() {
+    std::string errors;
+    errors.swap(t_errors);
+    while (!errors.empty() && (errors.back() == '\n' || errors.back() == ' ')) {
+        errors.pop_back();
+    }
+    return errors;
+}
+
 PYBIND11_MODULE(_core, m) {
     m.doc() = "Native core of selfextend-gguf: llama.cpp with exact Self-Extend attention";
+
+    py::register_exception<llama_cpp_error>(m, "LlamaCppError", PyExc_RuntimeError);
 
     llama_log_set(log_to_stderr, nullptr);
     llama_backend_init();
@@ -82,4 +118,5 @@ PYBIND11_MODULE(_core, m) {
 
     bind_model(m);
     bind_context(m);
+    bind_build_info(m);
 }

@@ -49,6 +49,12 @@ def create_app(pool: SlotPool, model_name: str, api_key: Optional[str] = None) -
         message, param = _validation_message(err)
         return error_response(400, message, param=param)
 
+    @app.exception_handler(Exception)
+    async def on_unexpected_error(request: Request, err: Exception):
+        # anything a route did not answer itself: still an OpenAI-style body, never
+        # Starlette's plain-text "Internal Server Error"
+        return _error_for(err)
+
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, err: StarletteHTTPException):
         return error_response(err.status_code, str(err.detail),
@@ -178,7 +184,7 @@ def create_app(pool: SlotPool, model_name: str, api_key: Optional[str] = None) -
     async def completions(body: CompletionRequest, request: Request):
         try:
             prompt_tokens = tokens_of(body.prompt)
-        except ValueError as err:
+        except Exception as err:  # noqa: BLE001 - bad input (400) or a broken model (500)
             return _error_for(err)
 
         def call(llm, stream, progress, criteria):
@@ -193,7 +199,7 @@ def create_app(pool: SlotPool, model_name: str, api_key: Optional[str] = None) -
         try:
             message_pairs(messages)
             prompt_tokens = llm0.tokenize(llm0.format_chat(messages), add_bos=True, special=True)
-        except ValueError as err:
+        except Exception as err:  # noqa: BLE001 - bad input (400) or a broken model (500)
             return _error_for(err)
 
         def call(llm, stream, progress, criteria):

@@ -1,0 +1,86 @@
+"""`selfextend_gguf.system_info()` and `selfextend-gguf info`: what users paste into a
+bug report. The package version, the llama.cpp pin, how the extension was built (its
+compiler, GGML_NATIVE, AMX), the CPU features and backends compiled in, and what the
+CPU running it advertises."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from typing import Any, Dict, List
+
+from . import _core
+
+# CPU flags worth seeing next to the compiled features (the AMX crash of issue 11
+# was a CPU that advertised amx_* without being able to run it)
+_NOTABLE_CPU_FLAGS = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
+                      "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16", "asimd", "sve")
+
+
+def _cpu_flags() -> List[str]:
+    """Notable flags the running CPU advertises (Linux; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    flags = set(line.split(":", 1)[1].split())
+                    return [flag for flag in _NOTABLE_CPU_FLAGS if flag in flags]
+    except OSError:
+        pass
+    return []
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def system_info() -> Dict[str, Any]:
+    """A dict: version, python, platform, llama_cpp (the pin), build (compiler, flags),
+    compiled_features (llama.cpp's system-info string), backends (each with its compiled
+    features), devices (each with its extra buffer types), cpu (model and notable flags)."""
+    from . import __version__
+
+    build = _core.build_info()
+    return {
+        "version": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "llama_cpp": build["llama_cpp"],
+        "build": build["build_flags"],
+        "compiled_features": build["system_info"].strip(),
+        "backends": build["backends"],
+        "devices": build["devices"],
+        "cpu": {"model": _cpu_model(), "advertised": _cpu_flags()},
+    }
+
+
+def format_system_info(info: Dict[str, Any]) -> str:
+    lines = [
+        f"selfextend-gguf {info['version']} (Python {info['python']}, {info['platform']})",
+        f"llama.cpp:  {info['llama_cpp']}",
+        f"build:      {info['build']}",
+        f"compiled:   {info['compiled_features']}",
+    ]
+    for backend in info["backends"]:
+        features = ", ".join(f"{k}={v}" for k, v in backend["features"].items()) or "-"
+        lines.append(f"backend:    {backend['name']}: {features}")
+    for device in info["devices"]:
+        extra = ", ".join(device["extra_buffer_types"]) or "none"
+        lines.append(f"device:     {device['name']} ({device['description']}); extra buffer types: {extra}")
+    cpu = info["cpu"]
+    lines.append(f"cpu:        {cpu['model']}; advertises: {' '.join(cpu['advertised']) or '-'}")
+    return "\n".join(lines)
+
+
+def main_info(as_json: bool) -> int:
+    info = system_info()
+    print(json.dumps(info, indent=2) if as_json else format_system_info(info))
+    return 0
