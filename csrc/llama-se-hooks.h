@@ -16,12 +16,14 @@ llm_graph_input_self_extend * llama_se_build_inp(const llm_graph_context & gctx,
 
 // Exact Self-Extend attention for layer il, or nullptr when it does not apply to this
 // layer or graph (the caller then runs the stock attention).
-//   q_roped: queries roped at their true positions, before any Hadamard rotation
+//   q_roped, k_roped: this ubatch's queries and keys roped at their true positions,
+//                     before any Hadamard rotation
 //   q, k, v: what the stock path would use (k, v are views of the KV cache)
 ggml_tensor * llama_se_build_attn(
         const llm_graph_context      & gctx,
         const llm_graph_input_attn_kv * inp,
         ggml_tensor * q_roped,
+        ggml_tensor * k_roped,
         ggml_tensor * q,
         ggml_tensor * k,
         ggml_tensor * v,

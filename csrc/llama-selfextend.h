@@ -24,8 +24,19 @@ LLAMA_API int32_t llama_self_extend_supported(const struct llama_model * model);
 
 // Turn Self-Extend on with group size n_group (G) and neighbor window n_window (W),
 // or off with n_group == 0. Takes effect from the next decode; cached keys keep their
-// true positions, so it can be switched at any time. Returns a llama_self_extend_status.
-LLAMA_API int32_t llama_set_self_extend(struct llama_context * ctx, int32_t n_group, int32_t n_window);
+// true positions, so it can be switched at any time. grouped_keys keeps a grouped-key
+// cache beside the KV cache (one more K cache of memory; decoding then rotates nothing);
+// without it the cached keys are rotated in every graph. Returns a llama_self_extend_status.
+LLAMA_API int32_t llama_set_self_extend(struct llama_context * ctx, int32_t n_group, int32_t n_window,
+                                        bool grouped_keys);
+
+// Call after anything that changes cached keys without changing their positions
+// (llama_state_set_data and friends, llama_memory_seq_cp between streams, a decode that
+// failed or was aborted): every grouped key is derived again from the KV cache.
+LLAMA_API void llama_self_extend_invalidate(struct llama_context * ctx);
+
+// Bytes of the grouped-key cache (0 when there is none).
+LLAMA_API size_t llama_self_extend_grouped_keys_size(const struct llama_context * ctx);
 
 // The active settings (0, 0 when off).
 LLAMA_API void llama_get_self_extend(const struct llama_context * ctx, int32_t * n_group, int32_t * n_window);

@@ -20,4 +20,6 @@ struct llama_se_access {
     static const llama_kv_cache & cache(const llama_kv_cache_context & mctx) { return *mctx.kv; }
 
     static const llama_model & model(const llama_kv_cache & kv) { return kv.model; }
+
+    static const std::vector<llama_kv_cache::kv_layer> & kv_layers(const llama_kv_cache & kv) { return kv.layers; }
 };

@@ -3,6 +3,7 @@
 
 #include "llama-selfextend.h"
 #include "se-access.h"
+#include "se-grouped-keys.h"
 
 #include "llama-arch.h"
 #include "llama-context.h"
@@ -49,7 +50,7 @@ int32_t llama_self_extend_supported(const llama_model * model) {
     return LLAMA_SE_OK;
 }
 
-int32_t llama_set_self_extend(llama_context * ctx, int32_t n_group, int32_t n_window) {
+int32_t llama_set_self_extend(llama_context * ctx, int32_t n_group, int32_t n_window, bool grouped_keys) {
     if (ctx == nullptr) {
         return LLAMA_SE_ERR_NULL;
     }
@@ -76,14 +77,29 @@ int32_t llama_set_self_extend(llama_context * ctx, int32_t n_group, int32_t n_wi
         n_window = 0;
     }
 
-    if (cparams.se_n_group == n_group && cparams.se_n_window == n_window) {
+    grouped_keys = grouped_keys && n_group > 0;
+    const bool have_grouped_keys = cparams.se_grouped_keys != nullptr;
+    if (cparams.se_n_group == n_group && cparams.se_n_window == n_window && have_grouped_keys == grouped_keys) {
         return LLAMA_SE_OK;
+    }
+
+    // grouped keys depend on G: a new setting starts a new cache
+    std::shared_ptr<llama_se_grouped_keys> new_keys;
+    if (grouped_keys) {
+        new_keys = cparams.se_grouped_keys && cparams.se_grouped_keys->n_group == n_group
+            ? cparams.se_grouped_keys
+            : llama_se_grouped_keys_init(*dynamic_cast<llama_kv_cache *>(llama_get_memory(ctx)), n_group);
+        if (new_keys == nullptr) {
+            return LLAMA_SE_ERR_RESERVE;
+        }
     }
 
     const int32_t old_group  = cparams.se_n_group;
     const int32_t old_window = cparams.se_n_window;
+    std::shared_ptr<llama_se_grouped_keys> old_keys = cparams.se_grouped_keys;
     cparams.se_n_group  = n_group;
     cparams.se_n_window = n_window;
+    cparams.se_grouped_keys = new_keys;
     try {
         // also drops the previous graphs, so none built without Self-Extend is reused
         llama_se_access::reserve_now(*ctx);
@@ -91,6 +107,7 @@ int32_t llama_set_self_extend(llama_context * ctx, int32_t n_group, int32_t n_wi
         LLAMA_LOG_ERROR("%s: reserving compute buffers for Self-Extend failed: %s\n", __func__, err.what());
         cparams.se_n_group  = old_group;
         cparams.se_n_window = old_window;
+        cparams.se_grouped_keys = old_keys;
         try {
             llama_se_access::reserve_now(*ctx);
         } catch (const std::exception & err2) {
@@ -98,9 +115,22 @@ int32_t llama_set_self_extend(llama_context * ctx, int32_t n_group, int32_t n_wi
         }
         return LLAMA_SE_ERR_RESERVE;
     }
-    LLAMA_LOG_INFO("%s: Self-Extend %s (G = %d, W = %d)\n", __func__,
-            n_group > 0 ? "on" : "off", n_group, n_window);
+    LLAMA_LOG_INFO("%s: Self-Extend %s (G = %d, W = %d, grouped-key cache %s)\n", __func__,
+            n_group > 0 ? "on" : "off", n_group, n_window, grouped_keys ? "on" : "off");
     return LLAMA_SE_OK;
+}
+
+void llama_self_extend_invalidate(llama_context * ctx) {
+    if (ctx != nullptr && llama_se_access::cparams(*ctx).se_grouped_keys) {
+        llama_se_access::cparams(*ctx).se_grouped_keys->invalidate();
+    }
+}
+
+size_t llama_self_extend_grouped_keys_size(const llama_context * ctx) {
+    if (ctx == nullptr || !llama_se_access::cparams(*ctx).se_grouped_keys) {
+        return 0;
+    }
+    return llama_se_access::cparams(*ctx).se_grouped_keys->size_bytes();
 }
 
 void llama_get_self_extend(const llama_context * ctx, int32_t * n_group, int32_t * n_window) {

@@ -17,14 +17,22 @@
 // grouped logits, cells near all of them only normal logits, and only a band of about
 // n_tokens cells in between needs both and the merge. Other layouts take the general form.
 //
-// Decoding (one query per stream) takes a shortcut: a rotation moves from the query to
-// the key, <R(a) q, R(b) k> = <q, R(b - a) k>, so with one query i the grouped logits
-// are <q_i, R(dk(j) - dq(i)) k_j>. Rotating each cached key by
+// With the grouped-key cache (se-grouped-keys.h, the default) k_g is not computed here
+// for every cached key: it is stored when a cell is written (and re-derived for cells
+// whose position changed), and the grouped logits read it. In the banded form the
+// grouped logits cover every cell and the normal logits only the cells near some query,
+// written over the grouped ones: no n_tokens x n_kv matrix beyond the one vanilla
+// attention has. Decoding is the banded form with one query.
+//
+// Without the cache, decoding (one query per stream) takes a shortcut: a rotation moves
+// from the query to the key, <R(a) q, R(b) k> = <q, R(b - a) k>, so with one query i the
+// grouped logits are <q_i, R(dk(j) - dq(i)) k_j>. Rotating each cached key by
 // d_eff(j) = (i - j >= W) ? dk(j) - dq(i) : 0 gives every logit of the formula in one
 // ordinary attention (llama.cpp's own, flash attention included).
 
 #include "llama-se-hooks.h"
 #include "se-access.h"
+#include "se-grouped-keys.h"
 
 #include "llama-graph.h"
 #include "llama-impl.h"
@@ -45,16 +53,19 @@ int32_t floor_div(int32_t a, int32_t b) {
 // Host-filled inputs of one graph. Shapes follow the KQ mask of the same attention input.
 class llm_graph_input_self_extend : public llm_graph_input_i {
 public:
-    llm_graph_input_self_extend(const llm_graph_input_attn_kv * attn, int32_t n_group, int32_t n_window)
-        : attn(attn), n_group(n_group), n_window(n_window) {}
+    llm_graph_input_self_extend(const llm_graph_input_attn_kv * attn, int32_t n_group, int32_t n_window,
+                                std::shared_ptr<llama_se_grouped_keys> grouped_keys)
+        : attn(attn), n_group(n_group), n_window(n_window), grouped_keys(std::move(grouped_keys)) {}
 
     void set_input(const llama_ubatch * ubatch) override;
 
     // the tensors' shapes equal those of the parent's KQ mask and k_idxs, which the
     // parent input checks; what is left to compare is the Self-Extend setting itself
     bool can_reuse(const llm_graph_params & params) override {
-        // a banded graph's shape depends on the ubatch's positions
-        return !banded && params.cparams.se_n_group == n_group && params.cparams.se_n_window == n_window;
+        // a banded graph's shape depends on the ubatch's positions, and which grouped keys
+        // need deriving depends on the cache's state when the graph is built
+        return !banded && !grouped_keys && params.cparams.se_n_group == n_group &&
+               params.cparams.se_n_window == n_window;
     }
 
     // general path (several queries per stream)
@@ -63,8 +74,16 @@ public:
     ggml_tensor * near    = nullptr; // F32 [n_kv, n_tps, 1, n_stream]  1 where i - j < W
     ggml_tensor * far     = nullptr; // F32 [n_kv, n_tps, 1, n_stream]  1 - near
 
-    // decode path (one query per stream)
+    // decode path without the grouped-key cache (one query per stream)
     ggml_tensor * delta_eff = nullptr; // I32 [n_kv*n_stream]   d_eff(j) for the stream's query
+
+    // grouped-key cache: the ubatch's new keys are stored rotated by dk(their position),
+    // and cells whose stored grouped key is not current are derived again from the cache
+    ggml_tensor * delta_k_new  = nullptr; // I32 [n_tokens]   dk(i) per ubatch token
+    ggml_tensor * rederive_idx = nullptr; // I32 [n_rederive] cells (stream*kv_size + cell)
+    ggml_tensor * rederive_dk  = nullptr; // I32 [n_rederive] dk of their positions
+    std::vector<int64_t>   rederive_cells;
+    std::vector<llama_pos> rederive_pos;
 
     // banded prefill (one stream, cell j holds position j): cells [0, band_begin) are far
     // from every query, [band_end, n_kv) near every query; delta_k then covers
@@ -78,9 +97,44 @@ public:
     const llm_graph_input_attn_kv * attn;
     const int32_t n_group;
     const int32_t n_window;
+    const std::shared_ptr<llama_se_grouped_keys> grouped_keys; // nullptr: rotate instead
+
+private:
+    void set_grouped_key_input(const llama_ubatch * ubatch);
 };
 
+void llm_graph_input_self_extend::set_grouped_key_input(const llama_ubatch * ubatch) {
+    llama_se_grouped_keys & gk = *grouped_keys;
+    if (delta_k_new == nullptr || !delta_k_new->buffer) {
+        return; // no layer of this graph used the cache
+    }
+    const int32_t G = n_group;
+    int32_t * dk_new = (int32_t *) delta_k_new->data;
+    for (uint32_t t = 0; t < ubatch->n_tokens; ++t) {
+        dk_new[t] = floor_div(ubatch->pos[t], G) - ubatch->pos[t];
+    }
+    if (rederive_idx && rederive_idx->buffer) {
+        int32_t * idx = (int32_t *) rederive_idx->data;
+        int32_t * dk  = (int32_t *) rederive_dk->data;
+        for (size_t r = 0; r < rederive_cells.size(); ++r) {
+            idx[r] = (int32_t) rederive_cells[r];
+            dk[r]  = floor_div(rederive_pos[r], G) - rederive_pos[r];
+            gk.derived_pos[rederive_cells[r] / gk.kv_size][rederive_cells[r] % gk.kv_size] = rederive_pos[r];
+        }
+    }
+    // the new tokens' cells, where the parent input's k_idxs (already set) stores their keys
+    const ggml_tensor * k_idxs = attn->get_k_idxs();
+    GGML_ASSERT(k_idxs->type == GGML_TYPE_I64 && ggml_backend_buffer_is_host(k_idxs->buffer));
+    const int64_t * cells = (const int64_t *) k_idxs->data;
+    for (uint32_t t = 0; t < ubatch->n_tokens; ++t) {
+        gk.derived_pos[cells[t] / gk.kv_size][cells[t] % gk.kv_size] = ubatch->pos[t];
+    }
+}
+
 void llm_graph_input_self_extend::set_input(const llama_ubatch * ubatch) {
+    if (grouped_keys) {
+        set_grouped_key_input(ubatch);
+    }
     if (any_tensor() == nullptr || !any_tensor()->buffer) {
         return; // plain attention this ubatch, or built but no layer used it
     }
@@ -126,17 +180,17 @@ void llm_graph_input_self_extend::set_input(const llama_ubatch * ubatch) {
         dq[t] = delta_q_of(ubatch->pos[t]);
     }
 
-    int32_t * dk     = (int32_t *) delta_k->data;
-    float   * f_near = (float *)   near->data;
-    float   * f_far  = (float *)   far->data;
+    int32_t * dk     = delta_k ? (int32_t *) delta_k->data : nullptr; // none with the grouped-key cache
+    float   * f_near = near ? (float *) near->data : nullptr;             // none for a band of width 0
+    float   * f_far  = far  ? (float *) far->data  : nullptr;
 
     if (banded) {
         // cell j holds position j (checked when the graph was built for this ubatch)
         const int64_t n_band = band_end - band_begin;
-        for (int64_t j = 0; j < band_end; ++j) {
+        for (int64_t j = 0; dk && j < band_end; ++j) {
             dk[j] = delta_k_of((llama_pos) j);
         }
-        for (int64_t i = 0; i < n_tokens; ++i) {
+        for (int64_t i = 0; f_near && i < n_tokens; ++i) {
             const llama_pos pi = ubatch->pos[i];
             for (int64_t jj = 0; jj < n_band; ++jj) {
                 const bool is_near = pi - (band_begin + jj) < W;
@@ -152,7 +206,7 @@ void llm_graph_input_self_extend::set_input(const llama_ubatch * ubatch) {
         // in the order of the K view's streams (split_equal, as for the KQ mask)
         const llama_kv_cells & cells = kv.get_cells(ubatch->seq_id[s*n_tps][0]);
 
-        for (int64_t j = 0; j < n_kv; ++j) {
+        for (int64_t j = 0; dk && j < n_kv; ++j) {
             // empty cells: no rotation (they are masked anyway)
             dk[s*n_kv + j] = cells.is_empty(j) ? 0 : delta_k_of(cells.pos_get(j));
         }
@@ -179,12 +233,15 @@ namespace {
 // 0, 1, 2, ... in cell order: cells below `begin` are far from every query (i - j >= W
 // for the smallest i), cells from `end` on near every query (i - j < W for the largest).
 bool find_band(const llm_graph_context & g, const llm_graph_input_attn_kv * inp, int32_t W,
-               int64_t n_kv, int64_t & begin, int64_t & end) {
+               int64_t n_kv, uint32_t min_tokens, int64_t & begin, int64_t & end) {
     const llama_ubatch & ub = g.ubatch;
-    if (ub.n_seqs_unq != 1 || ub.n_tokens < 2) {
+    if (ub.n_seqs_unq != 1 || ub.n_tokens < min_tokens) {
         return false;
     }
     const llama_seq_id seq = ub.seq_id[0][0];
+    if (ub.n_seq_id[0] != 1) {
+        return false;
+    }
     llama_pos p_min = ub.pos[0];
     llama_pos p_max = ub.pos[0];
     for (uint32_t t = 1; t < ub.n_tokens; ++t) {
@@ -223,36 +280,64 @@ llm_graph_input_self_extend * llama_se_build_inp(const llm_graph_context & g, ll
     const int64_t n_tps    = mask->ne[1];
     const int64_t n_stream = mask->ne[3];
 
-    auto se = std::make_unique<llm_graph_input_self_extend>(inp, cparams.se_n_group, cparams.se_n_window);
+    const std::shared_ptr<llama_se_grouped_keys> & gk = cparams.se_grouped_keys;
+    auto se = std::make_unique<llm_graph_input_self_extend>(inp, cparams.se_n_group, cparams.se_n_window, gk);
 
-    if (n_tps == 1) {
-        se->delta_eff = ggml_new_tensor_1d(g.ctx0, GGML_TYPE_I32, n_kv*n_stream);
-        ggml_set_input(se->delta_eff);
-        g.cb(se->delta_eff, "se_delta_eff", -1);
-    } else {
-        int64_t n_keys = n_kv*n_stream;   // cells that get a delta_k
-        int64_t n_sel  = n_kv;            // cells that get near/far per query
-        if (n_stream == 1 && find_band(g, inp, cparams.se_n_window, n_kv, se->band_begin, se->band_end)) {
-            se->banded = true;
-            if (se->band_end == 0) {
-                // every cell is a neighbor of every query: this is plain attention
-                se->delta_q = nullptr;
-                return (llm_graph_input_self_extend *) g.res->add_input(std::move(se));
+    auto new_input = [&](ggml_type type, int64_t ne0, int64_t ne1, int64_t ne3, const char * name) {
+        ggml_tensor * t = ggml_new_tensor_4d(g.ctx0, type, ne0, ne1, 1, ne3);
+        ggml_set_input(t);
+        g.cb(t, name, -1);
+        return t;
+    };
+
+    if (n_tps == 1 && !gk) {
+        se->delta_eff = new_input(GGML_TYPE_I32, n_kv*n_stream, 1, 1, "se_delta_eff");
+        return (llm_graph_input_self_extend *) g.res->add_input(std::move(se));
+    }
+
+    int64_t n_keys = n_kv*n_stream;   // cells that get a delta_k (rotated here)
+    int64_t n_sel  = n_kv;            // cells that get near/far per query
+    // with the grouped-key cache a decode step is a band of one query
+    if (n_stream == 1 && find_band(g, inp, cparams.se_n_window, n_kv, gk ? 1 : 2, se->band_begin, se->band_end)) {
+        se->banded = true;
+        if (se->band_end == 0) {
+            // every cell is a neighbor of every query: this is plain attention (new keys
+            // get their grouped keys derived when a later graph needs them)
+            se->delta_q = nullptr;
+            return (llm_graph_input_self_extend *) g.res->add_input(std::move(se));
+        }
+        n_keys = se->band_end;
+        n_sel  = se->band_end - se->band_begin;
+    }
+    se->delta_q = new_input(GGML_TYPE_I32, g.n_tokens, 1, 1, "se_delta_q");
+    if (!gk) {
+        se->delta_k = new_input(GGML_TYPE_I32, n_keys, 1, 1, "se_delta_k");
+    }
+    if (n_sel > 0) {
+        se->near = new_input(GGML_TYPE_F32, n_sel, n_tps, n_stream, "se_near");
+        se->far  = new_input(GGML_TYPE_F32, n_sel, n_tps, n_stream, "se_far");
+    }
+
+    if (gk) {
+        se->delta_k_new = new_input(GGML_TYPE_I32, g.n_tokens, 1, 1, "se_delta_k_new");
+        // the visible cells whose stored grouped key was not derived for their position
+        const llama_kv_cache & kv = llama_se_access::cache(*inp->mctx);
+        for (int64_t s = 0; s < n_stream; ++s) {
+            const llama_seq_id seq    = g.ubatch.seq_id[s*n_tps][0];
+            const uint32_t     stream = kv.get_stream(seq);
+            const llama_kv_cells & cells = kv.get_cells(seq);
+            for (int64_t j = 0; j < n_kv; ++j) {
+                if (!cells.is_empty(j) && !gk->is_current(stream, j, cells.pos_get(j))) {
+                    se->rederive_cells.push_back((int64_t) stream*gk->kv_size + j);
+                    se->rederive_pos.push_back(cells.pos_get(j));
+                }
             }
-            n_keys = se->band_end;
-            n_sel  = se->band_end - se->band_begin;
         }
-        se->delta_q = ggml_new_tensor_1d(g.ctx0, GGML_TYPE_I32, g.n_tokens);
-        se->delta_k = ggml_new_tensor_1d(g.ctx0, GGML_TYPE_I32, n_keys);
-        se->near    = ggml_new_tensor_4d(g.ctx0, GGML_TYPE_F32, n_sel, n_tps, 1, n_stream);
-        se->far     = ggml_new_tensor_4d(g.ctx0, GGML_TYPE_F32, n_sel, n_tps, 1, n_stream);
-        for (ggml_tensor * t : { se->delta_q, se->delta_k, se->near, se->far }) {
-            ggml_set_input(t);
+        if (!se->rederive_cells.empty()) {
+            const int64_t n = (int64_t) se->rederive_cells.size();
+            se->rederive_idx = new_input(GGML_TYPE_I32, n, 1, 1, "se_rederive_idx");
+            se->rederive_dk  = new_input(GGML_TYPE_I32, n, 1, 1, "se_rederive_dk");
         }
-        g.cb(se->delta_q, "se_delta_q", -1);
-        g.cb(se->delta_k, "se_delta_k", -1);
-        g.cb(se->near,    "se_near",    -1);
-        g.cb(se->far,     "se_far",     -1);
     }
 
     return (llm_graph_input_self_extend *) g.res->add_input(std::move(se));
@@ -307,15 +392,9 @@ ggml_tensor * key_cells(ggml_context * ctx, ggml_tensor * k, int64_t first, int6
 // every cell, merged by replacement before the softmax: near * kq + far * kq_g
 // (exactly kq where near).
 ggml_tensor * general_logits(const llm_graph_context & g, llm_graph_input_self_extend * se, ggml_tensor * k,
-                             ggml_tensor * q, ggml_tensor * q_g, ggml_tensor * k_rot,
-                             ggml_tensor * freq_factors, int il) {
+                             ggml_tensor * k_g, ggml_tensor * q, ggml_tensor * q_g) {
     ggml_context * ctx0 = g.ctx0;
     const int64_t n_stream = k->ne[3];
-
-    // grouped keys: the cached keys (true positions) rotated by dk; the cache itself is
-    // never written
-    ggml_tensor * k_g = rotate_cached_keys(g, k, k_rot, se->delta_k, freq_factors, il);
-    g.cb(k_g, "se_k_grouped", il);
 
     ggml_tensor * kq = ggml_mul_mat(ctx0, ggml_permute(ctx0, k, 0, 2, 1, 3), split_streams(ctx0, q, n_stream));
     ggml_prec_set_acc(kq, GGML_PREC_F32);
@@ -325,6 +404,12 @@ ggml_tensor * general_logits(const llm_graph_context & g, llm_graph_input_self_e
     kq   = ggml_mul_inplace(ctx0, kq,   se->near);
     kq_g = ggml_mul_inplace(ctx0, kq_g, se->far);
     return ggml_add_inplace(ctx0, kq, kq_g);
+}
+
+// The columns [first, first + n) of logits [n_kv, n_tps, n_head, n_stream].
+ggml_tensor * logit_cols(ggml_context * ctx, ggml_tensor * x, int64_t first, int64_t n) {
+    return ggml_view_4d(ctx, x, n, x->ne[1], x->ne[2], x->ne[3], x->nb[1], x->nb[2], x->nb[3],
+                        first*ggml_element_size(x));
 }
 
 // logits [n_kv, n_tps, n_head, 1], banded form (cell j holds position j): grouped logits
@@ -348,10 +433,7 @@ ggml_tensor * banded_logits(const llm_graph_context & g, llm_graph_input_self_ex
                                       split_streams(ctx0, q, 1));
     ggml_prec_set_acc(kq_n, GGML_PREC_F32);
 
-    auto cols = [&](ggml_tensor * x, int64_t first, int64_t n) {
-        return ggml_view_4d(ctx0, x, n, x->ne[1], x->ne[2], x->ne[3], x->nb[1], x->nb[2], x->nb[3],
-                            first*ggml_element_size(x));
-    };
+    auto cols = [&](ggml_tensor * x, int64_t first, int64_t n) { return logit_cols(ctx0, x, first, n); };
 
     // the band: both, merged by replacement
     ggml_tensor * band = ggml_add(ctx0,
@@ -365,12 +447,89 @@ ggml_tensor * banded_logits(const llm_graph_context & g, llm_graph_input_self_ex
     return ggml_concat(ctx0, kq, cols(kq_n, end - begin, n_kv - end), 0);
 }
 
+// logits [n_kv, n_tps, n_head, 1], banded form over the grouped-key cache: grouped
+// logits for every cell, then the normal logits of the cells near some query written
+// over them (merged with the grouped ones in the band). Only one n_kv-wide logit
+// matrix, as in vanilla attention.
+ggml_tensor * banded_logits_cached(const llm_graph_context & g, llm_graph_input_self_extend * se,
+                                   ggml_tensor * k, ggml_tensor * k_g, ggml_tensor * q, ggml_tensor * q_g) {
+    ggml_context * ctx0 = g.ctx0;
+    const int64_t n_kv  = k->ne[2];
+    const int64_t begin = se->band_begin;
+    const int64_t end   = se->band_end;
+
+    ggml_tensor * kq = ggml_mul_mat(ctx0, ggml_permute(ctx0, k_g, 0, 2, 1, 3), split_streams(ctx0, q_g, 1));
+    ggml_prec_set_acc(kq, GGML_PREC_F32);
+    if (begin >= n_kv) {
+        return kq;
+    }
+
+    ggml_tensor * kq_n = ggml_mul_mat(ctx0, ggml_permute(ctx0, key_cells(ctx0, k, begin, n_kv - begin), 0, 2, 1, 3),
+                                      split_streams(ctx0, q, 1));
+    ggml_prec_set_acc(kq_n, GGML_PREC_F32);
+
+    ggml_tensor * near_part = kq_n;
+    if (end > begin) {
+        // the band: both, merged by replacement
+        ggml_tensor * band = ggml_add(ctx0,
+                ggml_mul(ctx0, logit_cols(ctx0, kq_n, 0, end - begin), se->near),
+                ggml_mul(ctx0, logit_cols(ctx0, kq, begin, end - begin), se->far));
+        near_part = end < n_kv ? ggml_concat(ctx0, band, logit_cols(ctx0, kq_n, end - begin, n_kv - end), 0) : band;
+    }
+    return ggml_set_inplace(ctx0, kq, near_part, kq->nb[1], kq->nb[2], kq->nb[3], begin*ggml_element_size(kq));
+}
+
+// The layer's grouped-key cache seen like the K view k ([d, heads_kv, n_kv, n_stream]).
+ggml_tensor * grouped_keys_view(ggml_context * ctx, ggml_tensor * storage, const ggml_tensor * k) {
+    const size_t row   = ggml_row_size(storage->type, storage->ne[0]);
+    const size_t s_off = k->view_offs / k->nb[3];     // the view's first stream
+    return ggml_view_4d(ctx, storage, k->ne[0], k->ne[1], k->ne[2], k->ne[3],
+            ggml_row_size(storage->type, k->ne[0]), row, row*storage->ne[1], row*storage->ne[1]*s_off);
+}
+
+// Store the grouped keys of this ubatch's new tokens (their roped keys rotated by dk)
+// and derive again, from the KV cache, those of cells whose stored one is not current.
+void store_grouped_keys(const llm_graph_context & g, llm_graph_input_self_extend * se,
+                        const llm_graph_input_attn_kv * inp, ggml_tensor * storage, ggml_tensor * k_roped,
+                        ggml_tensor * freq_factors, int il) {
+    ggml_context * ctx0 = g.ctx0;
+    ggml_tensor * k_rot = inp->self_k_rot;
+    const int64_t n_embd_gqa = storage->ne[0];
+    ggml_tensor * rows = ggml_reshape_2d(ctx0, storage, n_embd_gqa, storage->ne[1]*storage->ne[2]);
+
+    // into the storage's space: Hadamard-rotated like the K cache when it is
+    auto to_storage = [&](ggml_tensor * x) {
+        return k_rot ? llama_mul_mat_hadamard(ctx0, x, k_rot) : x;
+    };
+
+    if (se->rederive_idx) {
+        const llama_kv_cache & kv = llama_se_access::cache(*inp->mctx);
+        ggml_tensor * k_all = kv.get_k_storage(il);
+        k_all = ggml_reshape_2d(ctx0, k_all, k_all->ne[0], k_all->ne[1]*k_all->ne[2]);
+        ggml_tensor * x = ggml_get_rows(ctx0, k_all, se->rederive_idx);            // F32 [n_embd_gqa, n]
+        if (k_rot) {
+            x = ggml_reshape_3d(ctx0, x, k_rot->ne[0], n_embd_gqa/k_rot->ne[0], x->ne[1]);
+            x = llama_mul_mat_hadamard(ctx0, x, k_rot);                           // H^2 = I
+        }
+        x = ggml_reshape_3d(ctx0, x, k_roped->ne[0], k_roped->ne[1], se->rederive_idx->ne[0]);
+        x = to_storage(rope_delta(g, x, se->rederive_dk, freq_factors, il));
+        ggml_build_forward_expand(g.gf, ggml_set_rows(ctx0, rows,
+                ggml_reshape_2d(ctx0, x, n_embd_gqa, x->ne[2]), se->rederive_idx));
+    }
+
+    ggml_tensor * k_new = to_storage(rope_delta(g, k_roped, se->delta_k_new, freq_factors, il));
+    g.cb(k_new, "se_k_grouped_new", il);
+    ggml_build_forward_expand(g.gf, ggml_set_rows(ctx0, rows,
+            ggml_reshape_2d(ctx0, ggml_cont(ctx0, k_new), n_embd_gqa, k_new->ne[2]), inp->get_k_idxs()));
+}
+
 }  // namespace
 
 ggml_tensor * llama_se_build_attn(
         const llm_graph_context      & g,
         const llm_graph_input_attn_kv * inp,
         ggml_tensor * q_roped,
+        ggml_tensor * k_roped,
         ggml_tensor * q,
         ggml_tensor * k,
         ggml_tensor * v,
@@ -412,9 +571,23 @@ ggml_tensor * llama_se_build_attn(
     ggml_tensor * q_g = rope_delta(g, q_roped, se->delta_q, freq_factors, il);
     g.cb(q_g, "se_q_grouped", il);
 
-    ggml_tensor * kq = se->banded
-        ? banded_logits(g, se, k, q, q_g, inp->self_k_rot, freq_factors, il)
-        : general_logits(g, se, k, q, q_g, inp->self_k_rot, freq_factors, il);
+    ggml_tensor * kq = nullptr;
+    ggml_tensor * storage = se->grouped_keys ? se->grouped_keys->layers[il] : nullptr;
+    if (storage) {
+        store_grouped_keys(g, se, inp, storage, k_roped, freq_factors, il);
+        ggml_tensor * k_g = grouped_keys_view(ctx0, storage, k);
+        if (inp->self_k_rot) {
+            q_g = llama_mul_mat_hadamard(ctx0, q_g, inp->self_k_rot); // the stored keys are H k_g
+        }
+        kq = se->banded ? banded_logits_cached(g, se, k, k_g, q, q_g) : general_logits(g, se, k, k_g, q, q_g);
+    } else if (se->banded) {
+        kq = banded_logits(g, se, k, q, q_g, inp->self_k_rot, freq_factors, il);
+    } else {
+        // grouped keys: the cached keys (true positions) rotated by dk
+        ggml_tensor * k_g = rotate_cached_keys(g, k, inp->self_k_rot, se->delta_k, freq_factors, il);
+        g.cb(k_g, "se_k_grouped", il);
+        kq = general_logits(g, se, k, k_g, q, q_g);
+    }
     g.cb(kq, "se_kq", il);
 
     kq = ggml_soft_max_ext(ctx0, kq, kq_mask, kq_scale, hparams.f_max_alibi_bias);
@@ -446,6 +619,7 @@ ggml_tensor * llama_se_build_attn(
 }
 
 uint32_t llama_se_graph_extra_nodes(const llama_cparams & cparams, uint32_t n_layer) {
-    // about 25 nodes per layer (ropes, casts, reshapes, two matmuls, the merge); keep margin
-    return cparams.se_n_group > 0 ? 40u*n_layer + 16u : 0u;
+    // about 25 nodes per layer (ropes, casts, reshapes, two matmuls, the merge), 15 more
+    // for storing grouped keys; keep margin
+    return cparams.se_n_group > 0 ? 64u*n_layer + 16u : 0u;
 }

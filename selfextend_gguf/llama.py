@@ -21,6 +21,7 @@ from .generation import Generation
 from .model_path import default_model_path
 from .sampling import Sampler, SamplingParams
 from .scores import Scores
+from .state import LlamaState
 
 logger = logging.getLogger("selfextend_gguf")
 
@@ -76,7 +77,9 @@ class Llama:
 
     group_size (G) and neighbor_window (W): None for both picks them automatically
     when n_ctx exceeds the model's trained context (paper eq. 5, bounded by eq. 4);
-    group_size=1 means vanilla attention.
+    group_size=1 means vanilla attention. grouped_key_cache keeps the grouped keys
+    beside the KV cache (one more K cache of memory, no per-token rotation of the
+    cache); False rotates the cached keys in every graph instead.
     """
 
     def __init__(
@@ -96,6 +99,7 @@ class Llama:
         verbose: bool = False,
         group_size: Optional[int] = None,
         neighbor_window: Optional[int] = None,
+        grouped_key_cache: bool = True,
         n_gpu_layers: int = 0,
         n_seq_max: int = 1,
         rope_scaling_type: Union[int, str, None] = None,
@@ -142,7 +146,7 @@ class Llama:
         # length that the Self-Extend settings were validated against
         self._n_ctx = n_ctx
         if settings is not None:
-            self._ctx.set_self_extend(settings.group_size, settings.neighbor_window)
+            self._ctx.set_self_extend(settings.group_size, settings.neighbor_window, bool(grouped_key_cache))
         self._self_extend = settings
 
         self._logits_all = bool(logits_all)
@@ -171,8 +175,13 @@ class Llama:
 
     def memory_breakdown(self) -> Dict[str, Dict[str, int]]:
         """Bytes allocated per buffer type (e.g. "CPU", "CUDA0"): "model" (weights),
-        "context" (the KV cache) and "compute" (llama.cpp's compute buffers)."""
-        return self._ctx.memory_breakdown()
+        "context" (the KV cache) and "compute" (llama.cpp's compute buffers); the
+        grouped-key cache, when there is one, as "context" of "grouped_keys"."""
+        breakdown = self._ctx.memory_breakdown()
+        grouped = self._ctx.grouped_keys_size()
+        if grouped:
+            breakdown["grouped_keys"] = {"model": 0, "context": grouped, "compute": 0}
+        return breakdown
 
     def n_batch(self) -> int:
         return self._ctx.n_batch()
@@ -353,6 +362,29 @@ class Llama:
                 self._scores.truncate(keep)
             self.eval(tokens[keep:], progress_callback)
             return self.last_logits()
+
+    def save_state(self) -> LlamaState:
+        """The KV cache and evaluated tokens, to restore with load_state."""
+        with self._lock:
+            if self._positions_edited:
+                raise ValueError("positions were edited (kv_seq_add/kv_seq_div): reset() before saving a state")
+            last = self.last_logits().copy() if self._tokens else None
+            return LlamaState(self.input_ids.copy(), self._ctx.state_get(), last)
+
+    def load_state(self, state: LlamaState) -> None:
+        """Go back to a state from save_state (of a Llama with the same model and settings)."""
+        with self._lock:
+            self._check_room(0, [int(t) for t in state.input_ids])
+            try:
+                self._ctx.state_set(state.llama_state)
+            except Exception:
+                self.reset()   # the cache may hold part of the state: start from empty
+                raise
+            self._tokens = [int(t) for t in state.input_ids]
+            self._scores.truncate(0)
+            if state.last_logits is not None:
+                self._scores.put(len(self._tokens) - 1, state.last_logits[None, :])
+            self._positions_edited = False
 
     def request_abort(self) -> None:
         """Ask a decode running in another thread to stop after its current ubatch

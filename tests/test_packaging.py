@@ -6,6 +6,7 @@ The install test compiles everything (a few minutes on 2 cores); `make test-fast
 leaves these out."""
 
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -63,9 +64,13 @@ def test_pip_install_in_a_fresh_venv_with_an_empty_cache(tmp_path, tiny_llama):
     cache = tmp_path / "empty-cache"
     cache.mkdir()
     env = dict(os.environ, SELFEXTEND_GGUF_CACHE=str(cache), CMAKE_BUILD_PARALLEL_LEVEL=str(os.cpu_count() or 2))
-    # a build dir of its own, so that a developer's build/ is not reused
-    _run([python, "-m", "pip", "install", "--disable-pip-version-check", f"-Cbuild-dir={tmp_path / 'build'}",
-          ROOT], env=env, cwd=tmp_path)
+    # the checkout as a fresh clone has it: no build/, .venv or vendored tree (the sdist
+    # test writes one), so the pinned source must come through pip's isolated build
+    source = tmp_path / "checkout"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv", "build", "vendor", "dist",
+                                                                "__pycache__", ".pytest_cache"))
+    _run([python, "-m", "pip", "install", "--disable-pip-version-check", source], env=env, cwd=tmp_path)
+    assert (cache / "downloads").is_dir()     # it did fetch the pinned source, with pip
     check = (
         "import selfextend_gguf, sys\n"
         "assert 'site-packages' in selfextend_gguf.__file__, selfextend_gguf.__file__\n"

@@ -35,33 +35,40 @@ def references(tiny_llama, tiny_qwen2, tiny_llama_freq_factors):
     return out
 
 
+# both ways of getting grouped keys: stored beside the KV cache, or rotated per graph
+GROUPED = pytest.mark.parametrize("grouped", [True, False], ids=["grouped-key-cache", "rotate"])
+
+
+@GROUPED
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "freq_factors"])
 @pytest.mark.parametrize("mode", ["one-shot", "uneven-chunks", "small-ubatch", "token-by-token"])
-def test_matches_reference(references, arch, mode):
+def test_matches_reference(references, arch, mode, grouped):
     model, tokens, ref_se, ref_vanilla = references[arch]
     if mode == "one-shot":
-        got = engine_logits(model, tokens, n_batch=N, n_ubatch=N)
+        got = engine_logits(model, tokens, n_batch=N, n_ubatch=N, grouped_key_cache=grouped)
     elif mode == "uneven-chunks":
-        got = engine_logits(model, tokens, chunks=[1, 37, 100, 5, 64, 49])
+        got = engine_logits(model, tokens, chunks=[1, 37, 100, 5, 64, 49], grouped_key_cache=grouped)
     elif mode == "small-ubatch":
-        got = engine_logits(model, tokens, n_batch=96, n_ubatch=23)
+        got = engine_logits(model, tokens, n_batch=96, n_ubatch=23, grouped_key_cache=grouped)
     else:
-        got = engine_logits(model, tokens, chunks=[1] * N)
+        got = engine_logits(model, tokens, chunks=[1] * N, grouped_key_cache=grouped)
     err = np.abs(got - ref_se).max()
     assert err <= TOL, f"max abs diff {err:.2e} against the Self-Extend reference"
     # the comparison can fail: beyond the window, Self-Extend is far from vanilla attention
     assert np.abs(ref_se - ref_vanilla)[W:].max() > 100 * TOL
 
 
-def test_flash_attn_request_falls_back_exactly(references):
+@GROUPED
+def test_flash_attn_request_falls_back_exactly(references, grouped):
     model, tokens, ref_se, _ = references["llama"]
-    got = engine_logits(model, tokens, flash_attn=True, n_ubatch=64)
+    got = engine_logits(model, tokens, flash_attn=True, n_ubatch=64, grouped_key_cache=grouped)
     assert np.abs(got - ref_se).max() <= TOL
 
 
+@GROUPED
 @pytest.mark.parametrize("type_k,type_v,flash", [("f16", "f16", False), ("q8_0", "f16", False),
                                                    ("q8_0", "f32", False), ("q8_0", "q8_0", True)])
-def test_cache_types_f16_and_q8_0(references, type_k, type_v, flash):
+def test_cache_types_f16_and_q8_0(references, type_k, type_v, flash, grouped):
     """Low-precision caches add rounding noise (q8_0 also quantizes the queries in the
     KQ product). Self-Extend's error must stay at the level that the same cache types
     give vanilla attention inside the trained window, and far below the distance to
@@ -69,14 +76,15 @@ def test_cache_types_f16_and_q8_0(references, type_k, type_v, flash):
     model, tokens, ref_se, ref_vanilla = references["llama"]
     in_window = engine_logits(model, tokens[:64], type_k=type_k, type_v=type_v, flash_attn=flash, group_size=1)
     baseline = np.abs(in_window - forward(model, tokens[:64])).max()
-    got = engine_logits(model, tokens, type_k=type_k, type_v=type_v, flash_attn=flash)
+    got = engine_logits(model, tokens, type_k=type_k, type_v=type_v, flash_attn=flash, grouped_key_cache=grouped)
     err = np.abs(got - ref_se).max()
     far = np.abs(got - ref_vanilla).max()
     assert err <= 2 * baseline + 0.05, (err, baseline)
     assert err < far / 5, (err, far)
 
 
-def test_group_size_one_is_vanilla_bit_for_bit(tiny_llama, random_tokens):
+@GROUPED
+def test_group_size_one_is_vanilla_bit_for_bit(tiny_llama, random_tokens, grouped):
     tokens = random_tokens(N, seed=3)
     vanilla = engine_logits(tiny_llama, tokens, group_size=1)
     # G = 1 forced through the Self-Extend attention path of the core
@@ -84,7 +92,7 @@ def test_group_size_one_is_vanilla_bit_for_bit(tiny_llama, random_tokens):
     options = _core.ContextOptions()
     options.n_ctx, options.n_batch, options.n_ubatch, options.type_k, options.type_v = N, N, N, 0, 0
     ctx = _core.Context(model, options)
-    ctx.set_self_extend(1, W)
+    ctx.set_self_extend(1, W, grouped)
     assert ctx.get_self_extend() == (1, W)
     forced = ctx.decode(tokens, 0, 0, True)
     assert np.array_equal(forced, vanilla)
@@ -107,7 +115,8 @@ def test_window_larger_than_prompt_matches_vanilla_everywhere(tiny_llama_512, ra
     assert np.array_equal(extended, vanilla)
 
 
-def test_decode_after_prefill_matches_one_shot(references):
+@GROUPED
+def test_decode_after_prefill_matches_one_shot(references, grouped):
     model, tokens, ref_se, _ = references["qwen2"]
-    got = engine_logits(model, tokens, chunks=[200] + [1] * 56)
+    got = engine_logits(model, tokens, chunks=[200] + [1] * 56, grouped_key_cache=grouped)
     assert np.abs(got - ref_se).max() <= TOL

@@ -19,6 +19,7 @@ namespace {
 struct Context {
     std::shared_ptr<Model> model;
     llama_context * ctx = nullptr;
+    bool kv_unified = true;
     std::atomic<bool> abort_requested{false};
 
     ~Context() {
@@ -71,6 +72,7 @@ std::unique_ptr<Context> create_context(std::shared_ptr<Model> model, const Cont
 
     auto c = std::make_unique<Context>();
     c->model = std::move(model);
+    c->kv_unified = o.kv_unified;
     p.abort_callback      = abort_callback;
     p.abort_callback_data = c.get();
     std::string reason;
@@ -135,6 +137,10 @@ py::array_t<float> decode(Context & c, const std::vector<llama_token> & tokens, 
     }
     llama_batch_free(batch);
 
+    if (rc != 0) {
+        // cells may have been written in part: grouped keys are derived again
+        llama_self_extend_invalidate(c.ctx);
+    }
     if (rc == 2) {
         throw std::runtime_error("decode aborted");
     }
@@ -202,16 +208,54 @@ void bind_context(py::module_ & m) {
         .def("seq_pos_max", [](const Context & c, llama_seq_id s) {
             return llama_memory_seq_pos_max(llama_get_memory(c.ctx), s);
         }, py::arg("seq_id"))
-        .def("set_self_extend", [](Context & c, int32_t n_group, int32_t n_window) {
+        .def("set_self_extend", [](Context & c, int32_t n_group, int32_t n_window, bool grouped_keys) {
             int32_t status;
             {
                 py::gil_scoped_release release;
-                status = llama_set_self_extend(c.ctx, n_group, n_window);
+                status = llama_set_self_extend(c.ctx, n_group, n_window, grouped_keys);
             }
             if (status != LLAMA_SE_OK) {
                 throw std::invalid_argument(std::string("cannot enable Self-Extend: ") + llama_self_extend_strerror(status));
             }
-        }, py::arg("n_group"), py::arg("n_window"), "Turn Self-Extend on (G >= 1, W >= 1) or off (G = 0).")
+        }, py::arg("n_group"), py::arg("n_window"), py::arg("grouped_keys") = true,
+           "Turn Self-Extend on (G >= 1, W >= 1) or off (G = 0); grouped_keys keeps the grouped-key cache.")
+        .def("grouped_keys_size", [](const Context & c) { return llama_self_extend_grouped_keys_size(c.ctx); },
+             "Bytes of the grouped-key cache (0 without one).")
+        .def("seq_cp", [](Context & c, llama_seq_id src, llama_seq_id dst, llama_pos p0, llama_pos p1) {
+            for (llama_seq_id s : { src, dst }) {
+                if (s < 0 || (uint32_t) s >= llama_n_seq_max(c.ctx)) {
+                    throw std::invalid_argument("seq_id outside [0, n_seq_max)");
+                }
+            }
+            llama_memory_seq_cp(llama_get_memory(c.ctx), src, dst, p0, p1);
+            if (!c.kv_unified) {
+                llama_self_extend_invalidate(c.ctx); // cells were copied between streams
+            }
+        }, py::arg("src"), py::arg("dst"), py::arg("p0"), py::arg("p1"))
+        .def("state_get", [](Context & c) {
+            std::vector<uint8_t> buf(llama_state_get_size(c.ctx));
+            size_t n;
+            {
+                py::gil_scoped_release release;
+                n = call_llama("saving the state", "", [&] { return llama_state_get_data(c.ctx, buf.data(), buf.size()); });
+            }
+            return py::bytes((const char *) buf.data(), n);
+        }, "The context's state (KV cache and outputs) as bytes.")
+        .def("state_set", [](Context & c, py::bytes data) {
+            std::string buf(data);
+            size_t n;
+            {
+                py::gil_scoped_release release;
+                llama_errors_clear();
+                n = call_llama("loading the state", "", [&] {
+                    return llama_state_set_data(c.ctx, (const uint8_t *) buf.data(), buf.size());
+                });
+                llama_self_extend_invalidate(c.ctx); // the cached keys changed under their positions
+            }
+            if (n == 0) {
+                throw llama_cpp_error("loading the state failed in llama.cpp: " + llama_errors_take());
+            }
+        }, py::arg("data"), "Restore a state from state_get (same model and context settings).")
         .def("get_self_extend", [](const Context & c) {
             int32_t g = 0, w = 0;
             llama_get_self_extend(c.ctx, &g, &w);
