@@ -80,12 +80,22 @@ def test_perplexity_and_speed(tiny_llama_512, tmp_path):
     assert ppl[("self-extend", 700)] != pytest.approx(ppl[("vanilla", 700)], rel=1e-3)
     assert "| vanilla |" in perplexity.write_report(log, tmp_path, "test").read_text()
 
-    log = speed.run(str(tiny_llama_512.path), ["vanilla", "self-extend"], [600], tmp_path, n_decode=4)
+    log = speed.run(str(tiny_llama_512.path), ["vanilla", "self-extend"], [600], tmp_path, n_decode=4,
+                    flash=(False, True))
+    assert {(r["method"], r["flash"]) for r in log.records} == {(m, f) for m in ("vanilla", "self-extend")
+                                                                 for f in ("off", "on")}
     assert all(r["prefill_tok_s"] > 0 and r["decode_tok_s"] > 0 and r["kv_state_mib"] > 0 for r in log.records)
     # llama.cpp's own accounting: the KV cache holds at least what the state reports in use
     assert all(r["context"] >= r["kv_state_mib"] > 0 and r["compute"] > 0 and r["model"] > 0 for r in log.records)
     assert all(r["peak_rss_mib"] > r["model"] for r in log.records)
-    assert "self-extend / vanilla" in speed.write_report(log, tmp_path, "test").read_text()
+    # Self-Extend's KV memory counts its grouped-key cache: one more K cache, 1.5x
+    kv = {(r["method"], r["flash"]): r["context"] for r in log.records}
+    assert kv[("self-extend", "off")] == pytest.approx(1.5 * kv[("vanilla", "off")], abs=0.15)  # MiB, rounded
+    ubatch = speed.compute_buffers_vs_ubatch(str(tiny_llama_512.path), ["vanilla", "self-extend"], 1200,
+                                             [64, 128], tmp_path)
+    assert len(ubatch.records) == 8 and all(r["compute"] > 0 for r in ubatch.records)
+    report = speed.write_report(log, tmp_path, "test", ubatch).read_text()
+    assert "Self-Extend over vanilla" in report and "| 128 | on |" in report
 
 
 def test_eval_cli_end_to_end(tiny_llama_512, tmp_path):

@@ -64,7 +64,20 @@ def add_parser(sub) -> None:
     t.add_argument("--depths", type=_ints, default=_ints("4k,8k,16k"))
     t.add_argument("--decode", type=int, default=16)
     t.add_argument("--reps", type=int, default=1)
+    t.add_argument("--flash-attn", type=_flash_settings, default=[False, True],
+                   help="flash attention settings to measure: off, on or off,on (default)")
+    t.add_argument("--ubatch-depth", type=_ints, default=[],
+                   help="also report compute buffers against n_ubatch at this n_ctx (e.g. 32k)")
+    t.add_argument("--ubatches", type=_ints, default=_ints("128,256,512,1024"))
     p.set_defaults(func=run)
+
+
+def _flash_settings(text: str):
+    names = {"off": False, "on": True}
+    settings = [names.get(x) for x in text.split(",") if x]
+    if None in settings or not settings:
+        raise argparse.ArgumentTypeError("flash attention settings: off, on, or off,on")
+    return settings
 
 
 def run(args) -> int:
@@ -92,7 +105,11 @@ def run(args) -> int:
         from . import speed
         methods = [m for m in args.methods if m in ("vanilla", "self-extend")] or ["vanilla", "self-extend"]
         log = speed.run(args.model, methods, args.depths, out, n_decode=args.decode, threads=args.threads,
-                        reps=args.reps)
-        report = speed.write_report(log, out, command)
+                        reps=args.reps, flash=args.flash_attn)
+        ubatch_log = None
+        for depth in args.ubatch_depth:
+            ubatch_log = speed.compute_buffers_vs_ubatch(args.model, methods, depth, args.ubatches, out,
+                                                         flash=args.flash_attn)
+        report = speed.write_report(log, out, command, ubatch_log)
     print(report.read_text())
     return 0

@@ -1,7 +1,9 @@
 """Prefill and decode speed at several context depths, Self-Extend against vanilla,
-with memory: llama.cpp's KV cache and compute buffers, and the peak RSS of each
-measurement. Methods alternate within one run and the report gives ratios, because
-the machine is shared and noisy."""
+with flash attention off and on, and memory: llama.cpp's KV cache (with the grouped-key
+cache) and compute buffers, and the peak RSS of each measurement. Methods alternate
+within one run and the report gives ratios, because the machine is shared and noisy:
+Self-Extend's best configuration against vanilla's best (flash on or off, whichever is
+faster here), memory at the same flash setting."""
 
 from __future__ import annotations
 
@@ -50,67 +52,124 @@ def _buffers_mib(llm) -> dict:
     return {k: round(v / MIB, 1) for k, v in total.items()}
 
 
+def _flash_name(flash: bool) -> str:
+    return "on" if flash else "off"
+
+
 def run(model: Optional[str], methods: Sequence[str], depths: Sequence[int], out_dir: Path, n_decode: int = 16,
-        threads: Optional[int] = None, reps: int = 1) -> ResultLog:
-    log = ResultLog(Path(out_dir) / "speed.jsonl", ("method", "depth", "rep"))
+        threads: Optional[int] = None, reps: int = 1, flash: Sequence[bool] = (False,)) -> ResultLog:
+    log = ResultLog(Path(out_dir) / "speed.jsonl", ("method", "depth", "flash", "rep"))
     n_ctx_train = n_ctx_train_of(model)
     for depth in depths:
         for rep in range(reps):
-            for method in methods:
-                if log.has(method=method, depth=depth, rep=rep):
-                    continue
-                per_run_peak = _reset_peak_rss()
-                runner = build_runner(method, model, depth + n_decode, n_ctx_train, threads=threads)
-                llm = runner.llm
-                tokens = llm.tokenize(FILLER * (depth // 20 + 2), add_bos=False)[:depth]
-                t0 = time.perf_counter()
-                llm.eval(tokens, progress_callback=ProgressBar(f"speed {method} {depth}"))
-                t1 = time.perf_counter()
-                for t in tokens[:n_decode]:
-                    llm.eval_next(t)
-                t2 = time.perf_counter()
-                record = {"method": method, "depth": depth, "rep": rep, "settings": runner.settings,
-                          "prefill_tok_s": round(depth / (t1 - t0), 2), "decode_tok_s": round(n_decode / (t2 - t1), 2),
-                          "kv_state_mib": round(llm.state_size() / MIB, 1), **_buffers_mib(llm),
-                          "peak_rss_mib": round(_peak_rss_mib(), 1), "peak_rss_per_run": per_run_peak}
-                log.append(record)
-                print(f"speed {method} depth {depth}: prefill {record['prefill_tok_s']} tok/s, "
-                      f"decode {record['decode_tok_s']} tok/s", file=sys.stderr, flush=True)
-                del runner, llm
-                gc.collect()   # free this context before the next measurement starts
+            for fa in flash:
+                for method in methods:
+                    if log.has(method=method, depth=depth, flash=_flash_name(fa), rep=rep):
+                        continue
+                    log.append(_measure(model, method, depth, fa, rep, n_decode, n_ctx_train, threads))
     return log
 
 
-def write_report(log: ResultLog, out_dir: Path, command: str) -> Path:
-    best = {}
+def _measure(model, method, depth, flash, rep, n_decode, n_ctx_train, threads) -> dict:
+    per_run_peak = _reset_peak_rss()
+    runner = build_runner(method, model, depth + n_decode, n_ctx_train, threads=threads, flash_attn=flash)
+    llm = runner.llm
+    tokens = llm.tokenize(FILLER * (depth // 20 + 2), add_bos=False)[:depth]
+    t0 = time.perf_counter()
+    llm.eval(tokens, progress_callback=ProgressBar(f"speed {method} {depth} flash {_flash_name(flash)}"))
+    t1 = time.perf_counter()
+    for t in tokens[:n_decode]:
+        llm.eval_next(t)
+    t2 = time.perf_counter()
+    record = {"method": method, "depth": depth, "flash": _flash_name(flash), "rep": rep,
+              "settings": runner.settings, "prefill_tok_s": round(depth / (t1 - t0), 2),
+              "decode_tok_s": round(n_decode / (t2 - t1), 2), "kv_state_mib": round(llm.state_size() / MIB, 1),
+              **_buffers_mib(llm), "peak_rss_mib": round(_peak_rss_mib(), 1), "peak_rss_per_run": per_run_peak}
+    print(f"speed {method} depth {depth} flash {record['flash']}: prefill {record['prefill_tok_s']} tok/s, "
+          f"decode {record['decode_tok_s']} tok/s, compute {record['compute']} MiB", file=sys.stderr, flush=True)
+    del runner, llm
+    gc.collect()   # free this context before the next measurement starts
+    return record
+
+
+def compute_buffers_vs_ubatch(model: Optional[str], methods: Sequence[str], depth: int, n_ubatches: Sequence[int],
+                              out_dir: Path, flash: Sequence[bool] = (False, True)) -> ResultLog:
+    """Compute buffers as llama.cpp reserves them for n_ctx = depth (no evaluation)."""
+    log = ResultLog(Path(out_dir) / "speed-ubatch.jsonl", ("method", "depth", "flash", "n_ubatch"))
+    n_ctx_train = n_ctx_train_of(model)
+    for n_ubatch in n_ubatches:
+        for fa in flash:
+            for method in methods:
+                if log.has(method=method, depth=depth, flash=_flash_name(fa), n_ubatch=n_ubatch):
+                    continue
+                runner = build_runner(method, model, depth, n_ctx_train, n_ubatch=n_ubatch, flash_attn=fa)
+                log.append({"method": method, "depth": depth, "flash": _flash_name(fa), "n_ubatch": n_ubatch,
+                            **_buffers_mib(runner.llm)})
+                del runner
+                gc.collect()
+    return log
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b else "-"
+
+
+def write_report(log: ResultLog, out_dir: Path, command: str, ubatch_log: Optional[ResultLog] = None) -> Path:
+    best = {}   # (method, depth, flash) -> best prefill, best decode of the repetitions
     for r in log.records:
-        k = (r["method"], r["depth"])
+        k = (r["method"], r["depth"], r.get("flash", "off"))
         p, d = best.get(k, (0.0, 0.0))
         best[k] = (max(p, r["prefill_tok_s"]), max(d, r["decode_tok_s"]))
-    mem = {(r["method"], r["depth"]): r for r in log.records}
+    mem = {(r["method"], r["depth"], r.get("flash", "off")): r for r in log.records}
     depths = sorted({r["depth"] for r in log.records})
     methods = list(dict.fromkeys(r["method"] for r in log.records))
+    flashes = [f for f in ("off", "on") if any(r.get("flash", "off") == f for r in log.records)]
     lines = ["# speed (best of the repetitions; 2 threads unless stated)", "", f"Command: `{command}`", "",
-             "KV cache and compute buffers as llama.cpp allocated them (all buffer types); KV in use is "
-             "the state size at the end of the run; peak RSS is the whole process during that one "
-             "measurement (model load included). Memory is from the last repetition.", "",
-             "| method | depth | prefill tok/s | decode tok/s | KV cache MiB (in use) | compute buffers MiB "
+             "KV cache (Self-Extend's includes its grouped-key cache) and compute buffers as llama.cpp "
+             "allocated them (all buffer types); KV in use is the state size at the end of the run; peak RSS "
+             "is the whole process during that one measurement (model load included). Memory is from the "
+             "last repetition.", "",
+             "| method | depth | flash | prefill tok/s | decode tok/s | KV cache MiB (in use) | compute buffers MiB "
              "| peak RSS MiB |",
-             "|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|"]
     for n in depths:
-        for m in methods:
-            if (m, n) in best:
-                p, d = best[(m, n)]
-                r = mem[(m, n)]
-                kv = f"{r['context']} ({r['kv_state_mib']})" if "context" in r else f"({r['kv_state_mib']})"
-                rss = f"{r['peak_rss_mib']}" + ("" if r.get("peak_rss_per_run") else " (process so far)")
-                lines.append(f"| {m} | {n} | {p:.1f} | {d:.1f} | {kv} | {r.get('compute', '-')} | {rss} |")
+        for f in flashes:
+            for m in methods:
+                if (m, n, f) in best:
+                    p, d = best[(m, n, f)]
+                    r = mem[(m, n, f)]
+                    rss = f"{r['peak_rss_mib']}" + ("" if r.get("peak_rss_per_run") else " (process so far)")
+                    lines.append(f"| {m} | {n} | {f} | {p:.1f} | {d:.1f} | {r['context']} ({r['kv_state_mib']}) "
+                                 f"| {r['compute']} | {rss} |")
     if "vanilla" in methods and "self-extend" in methods:
-        lines += ["", "| depth | self-extend / vanilla prefill | decode |", "|---|---|---|"]
+        lines += ["", "Self-Extend over vanilla. Speed: each method's best configuration (flash off or on, "
+                  "named in brackets). Memory: at the same flash setting.", "",
+                  "| depth | prefill | decode | compute buffers, flash off | flash on | KV memory |",
+                  "|---|---|---|---|---|---|"]
         for n in depths:
-            if ("vanilla", n) in best and ("self-extend", n) in best:
-                v, s = best[("vanilla", n)], best[("self-extend", n)]
-                lines.append(f"| {n} | {s[0] / v[0]:.2f}x | {s[1] / v[1]:.2f}x |")
+            def best_of(m, i):
+                options = [(best[(m, n, f)][i], f) for f in flashes if (m, n, f) in best]
+                return max(options) if options else (0.0, "-")
+            if best_of("vanilla", 0)[0] and best_of("self-extend", 0)[0]:
+                (sp, sfp), (vp, vfp) = best_of("self-extend", 0), best_of("vanilla", 0)
+                (sd, sfd), (vd, vfd) = best_of("self-extend", 1), best_of("vanilla", 1)
+                buffers = []
+                for f in ("off", "on"):
+                    s_r, v_r = mem.get(("self-extend", n, f)), mem.get(("vanilla", n, f))
+                    buffers.append(_ratio(s_r["compute"], v_r["compute"]) if s_r and v_r else "-")
+                f0 = flashes[0]
+                kv = _ratio(mem[("self-extend", n, f0)]["context"], mem[("vanilla", n, f0)]["context"])
+                lines.append(f"| {n} | {sp / vp:.2f}x ({sfp} / {vfp}) | {sd / vd:.2f}x ({sfd} / {vfd}) "
+                             f"| {buffers[0]} | {buffers[1]} | {kv} |")
+    if ubatch_log is not None and ubatch_log.records:
+        lines += ["", f"Compute buffers (MiB) as reserved for n_ctx = {ubatch_log.records[0]['depth']}, "
+                  "against n_ubatch:", "",
+                  "| n_ubatch | flash | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
+        rows = {}
+        for r in ubatch_log.records:
+            rows.setdefault((r["n_ubatch"], r["flash"]), {})[r["method"]] = r["compute"]
+        for (nu, f), by_method in sorted(rows.items()):
+            lines.append(f"| {nu} | {f} | " + " | ".join(str(by_method.get(m, "-")) for m in methods) + " |")
     path = Path(out_dir) / "speed.md"
     path.write_text("\n".join(lines) + "\n")
     return path
