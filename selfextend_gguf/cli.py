@@ -23,6 +23,9 @@ def _common_options() -> argparse.ArgumentParser:
                    help="Self-Extend group size G (1 = vanilla; default: automatic beyond the trained context)")
     g.add_argument("--neighbor-window", "--grp-attn-w", type=int, default=None,
                    help="Self-Extend neighbor window W (default: automatic)")
+    g.add_argument("--no-grouped-key-cache", dest="grouped_key_cache", action="store_false",
+                   help="rotate cached keys in every graph instead of keeping grouped keys "
+                        "beside the KV cache (saves one K cache of memory, decodes slower)")
     g.add_argument("--threads", "-t", type=int, default=None, help="CPU threads (default: all cores)")
     g.add_argument("--n-batch", "-b", type=int, default=512)
     g.add_argument("--n-ubatch", "-ub", type=int, default=512)
@@ -43,7 +46,8 @@ def _open_llama(args, n_ctx: int, group_size: Optional[int] = None) -> Llama:
                  n_threads=args.threads, type_k=args.type_k, type_v=args.type_v,
                  flash_attn=args.flash_attn, seed=args.seed, verbose=args.verbose,
                  group_size=args.group_size if group_size is None else group_size,
-                 neighbor_window=args.neighbor_window if group_size != 1 else None)
+                 neighbor_window=args.neighbor_window if group_size != 1 else None,
+                 grouped_key_cache=args.grouped_key_cache)
 
 
 def _describe(llm: Llama) -> str:
