@@ -79,8 +79,11 @@ def download_sdist(dest_dir: Path) -> Path:
     # pip prepares the sdist's metadata after downloading it; doing that without an
     # isolated build environment is much faster and works when scikit-build-core is
     # importable here (it is, inside our own build). Fall back to isolation otherwise.
-    if subprocess.run(base + ["--no-build-isolation"], stdout=sys.stderr).returncode != 0:
-        if subprocess.run(base, stdout=sys.stderr).returncode != 0:
+    # Our own build backend runs with pyproject-hooks' variables set (backend-path);
+    # the nested pip must not see them, or it rejects llama-cpp-python's backend.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("_PYPROJECT_HOOKS", "PEP517"))}
+    if subprocess.run(base + ["--no-build-isolation"], stdout=sys.stderr, env=env).returncode != 0:
+        if subprocess.run(base, stdout=sys.stderr, env=env).returncode != 0:
             fail(f"pip could not download {spec}; check access to the package index")
     if not sdist.exists():
         fail(f"pip did not produce {sdist.name}")
