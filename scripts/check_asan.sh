@@ -3,7 +3,7 @@
 # UBSan into a throwaway venv and build dir, then run the tiny-model tests under it.
 #
 #   bash scripts/check_asan.sh                  # the default test selection below
-#   bash scripts/check_asan.sh tests/test_api.py
+#   bash scripts/check_asan.sh tests/test_api.py      (paths relative to the checkout)
 #
 # Python itself is not instrumented, so the sanitizer runtimes are preloaded; leak
 # detection is off (the interpreter keeps memory until exit by design). Any ASan
@@ -16,8 +16,8 @@ WORK="${WORK:-${TMPDIR:-/tmp}/selfextend-asan-check}"
 PY="${PYTHON:-python3}"
 TESTS=("$@")
 if [ ${#TESTS[@]} -eq 0 ]; then
-    TESTS=(tests/test_reference_equivalence.py tests/test_api.py tests/test_bad_input.py
-           tests/test_bad_vocabulary.py tests/test_memory.py tests/test_eval.py)
+    TESTS=(tests/test_reference_equivalence.py tests/test_grouped_key_cache.py tests/test_api.py
+           tests/test_bad_input.py tests/test_bad_vocabulary.py tests/test_memory.py tests/test_eval.py)
 fi
 
 mkdir -p "$WORK"
@@ -35,12 +35,15 @@ $VPY -m pip install -q --disable-pip-version-check --no-build-isolation -Cbuild-
     -Ccmake.build-type=RelWithDebInfo "$ROOT[test]"
 
 LOG="$WORK/pytest.log"
-cd "$ROOT"
+# from outside the checkout, so that `python -m selfextend_gguf` in the CLI tests
+# imports the sanitized install and not the source tree
+cd "$WORK"
+TESTS=("${TESTS[@]/#/$ROOT/}")
 set +e
 LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)" \
 ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:print_summary=1" \
 UBSAN_OPTIONS="print_stacktrace=1" \
-    "$WORK/venv/bin/pytest" -p no:cacheprovider -x -q "${TESTS[@]}" 2>&1 | tee "$LOG"
+    "$WORK/venv/bin/pytest" -p no:cacheprovider -q "${TESTS[@]}" 2>&1 | tee "$LOG"
 rc=${PIPESTATUS[0]}
 set -e
 reports=$(grep -c -E "runtime error:|ERROR: AddressSanitizer" "$LOG" || true)
