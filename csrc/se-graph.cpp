@@ -48,6 +48,11 @@ int32_t floor_div(int32_t a, int32_t b) {
     return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
 }
 
+// dk(p) = p//G - p: the rotation from a key's true position to its grouped one
+int32_t grouped_key_delta(llama_pos p, int32_t G) {
+    return floor_div(p, G) - p;
+}
+
 }  // namespace
 
 // Host-filled inputs of one graph. Shapes follow the KQ mask of the same attention input.
@@ -111,14 +116,14 @@ void llm_graph_input_self_extend::set_grouped_key_input(const llama_ubatch * uba
     const int32_t G = n_group;
     int32_t * dk_new = (int32_t *) delta_k_new->data;
     for (uint32_t t = 0; t < ubatch->n_tokens; ++t) {
-        dk_new[t] = floor_div(ubatch->pos[t], G) - ubatch->pos[t];
+        dk_new[t] = grouped_key_delta(ubatch->pos[t], G);
     }
     if (rederive_idx && rederive_idx->buffer) {
         int32_t * idx = (int32_t *) rederive_idx->data;
         int32_t * dk  = (int32_t *) rederive_dk->data;
         for (size_t r = 0; r < rederive_cells.size(); ++r) {
             idx[r] = (int32_t) rederive_cells[r];
-            dk[r]  = floor_div(rederive_pos[r], G) - rederive_pos[r];
+            dk[r]  = grouped_key_delta(rederive_pos[r], G);
             gk.derived_pos[rederive_cells[r] / gk.kv_size][rederive_cells[r] % gk.kv_size] = rederive_pos[r];
         }
     }
@@ -144,7 +149,7 @@ void llm_graph_input_self_extend::set_input(const llama_ubatch * ubatch) {
     const int32_t W = n_window;
     const int32_t shift_q = W - floor_div(W, G);
     auto delta_q_of = [&](llama_pos p) { return floor_div(p, G) + shift_q - p; };
-    auto delta_k_of = [&](llama_pos p) { return floor_div(p, G) - p; };
+    auto delta_k_of = [&](llama_pos p) { return grouped_key_delta(p, G); };
 
     const llama_kv_cache & kv = llama_se_access::cache(*attn->mctx);
     const ggml_tensor * mask = attn->self_kq_mask;
@@ -239,9 +244,6 @@ bool find_band(const llm_graph_context & g, const llm_graph_input_attn_kv * inp,
         return false;
     }
     const llama_seq_id seq = ub.seq_id[0][0];
-    if (ub.n_seq_id[0] != 1) {
-        return false;
-    }
     llama_pos p_min = ub.pos[0];
     llama_pos p_max = ub.pos[0];
     for (uint32_t t = 1; t < ub.n_tokens; ++t) {
@@ -388,6 +390,14 @@ ggml_tensor * key_cells(ggml_context * ctx, ggml_tensor * k, int64_t first, int6
     return ggml_view_4d(ctx, k, k->ne[0], k->ne[1], n, 1, k->nb[1], k->nb[2], k->nb[3], first*k->nb[2]);
 }
 
+// logits [n_kv, n_tps, n_head, n_stream] of keys [d, heads_kv, n_kv, n_stream] and
+// queries [d, heads, n_tokens], accumulated in f32 as in llama.cpp's attention
+ggml_tensor * logits_of(ggml_context * ctx, ggml_tensor * keys, ggml_tensor * queries, int64_t n_stream) {
+    ggml_tensor * kq = ggml_mul_mat(ctx, ggml_permute(ctx, keys, 0, 2, 1, 3), split_streams(ctx, queries, n_stream));
+    ggml_prec_set_acc(kq, GGML_PREC_F32);
+    return kq;
+}
+
 // logits [n_kv, n_tps, n_head, n_stream], general form: normal and grouped logits for
 // every cell, merged by replacement before the softmax: near * kq + far * kq_g
 // (exactly kq where near).
@@ -396,10 +406,8 @@ ggml_tensor * general_logits(const llm_graph_context & g, llm_graph_input_self_e
     ggml_context * ctx0 = g.ctx0;
     const int64_t n_stream = k->ne[3];
 
-    ggml_tensor * kq = ggml_mul_mat(ctx0, ggml_permute(ctx0, k, 0, 2, 1, 3), split_streams(ctx0, q, n_stream));
-    ggml_prec_set_acc(kq, GGML_PREC_F32);
-    ggml_tensor * kq_g = ggml_mul_mat(ctx0, ggml_permute(ctx0, k_g, 0, 2, 1, 3), split_streams(ctx0, q_g, n_stream));
-    ggml_prec_set_acc(kq_g, GGML_PREC_F32);
+    ggml_tensor * kq   = logits_of(ctx0, k,   q,   n_stream);
+    ggml_tensor * kq_g = logits_of(ctx0, k_g, q_g, n_stream);
 
     kq   = ggml_mul_inplace(ctx0, kq,   se->near);
     kq_g = ggml_mul_inplace(ctx0, kq_g, se->far);
@@ -425,13 +433,10 @@ ggml_tensor * banded_logits(const llm_graph_context & g, llm_graph_input_self_ex
     // grouped logits for cells [0, end)
     ggml_tensor * k_g = rotate_cached_keys(g, key_cells(ctx0, k, 0, end), k_rot, se->delta_k, freq_factors, il);
     g.cb(k_g, "se_k_grouped", il);
-    ggml_tensor * kq_g = ggml_mul_mat(ctx0, ggml_permute(ctx0, k_g, 0, 2, 1, 3), split_streams(ctx0, q_g, 1));
-    ggml_prec_set_acc(kq_g, GGML_PREC_F32);
+    ggml_tensor * kq_g = logits_of(ctx0, k_g, q_g, 1);
 
     // normal logits for cells [begin, n_kv)
-    ggml_tensor * kq_n = ggml_mul_mat(ctx0, ggml_permute(ctx0, key_cells(ctx0, k, begin, n_kv - begin), 0, 2, 1, 3),
-                                      split_streams(ctx0, q, 1));
-    ggml_prec_set_acc(kq_n, GGML_PREC_F32);
+    ggml_tensor * kq_n = logits_of(ctx0, key_cells(ctx0, k, begin, n_kv - begin), q, 1);
 
     auto cols = [&](ggml_tensor * x, int64_t first, int64_t n) { return logit_cols(ctx0, x, first, n); };
 
@@ -458,15 +463,12 @@ ggml_tensor * banded_logits_cached(const llm_graph_context & g, llm_graph_input_
     const int64_t begin = se->band_begin;
     const int64_t end   = se->band_end;
 
-    ggml_tensor * kq = ggml_mul_mat(ctx0, ggml_permute(ctx0, k_g, 0, 2, 1, 3), split_streams(ctx0, q_g, 1));
-    ggml_prec_set_acc(kq, GGML_PREC_F32);
+    ggml_tensor * kq = logits_of(ctx0, k_g, q_g, 1);
     if (begin >= n_kv) {
         return kq;
     }
 
-    ggml_tensor * kq_n = ggml_mul_mat(ctx0, ggml_permute(ctx0, key_cells(ctx0, k, begin, n_kv - begin), 0, 2, 1, 3),
-                                      split_streams(ctx0, q, 1));
-    ggml_prec_set_acc(kq_n, GGML_PREC_F32);
+    ggml_tensor * kq_n = logits_of(ctx0, key_cells(ctx0, k, begin, n_kv - begin), q, 1);
 
     ggml_tensor * near_part = kq_n;
     if (end > begin) {

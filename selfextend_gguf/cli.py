@@ -183,9 +183,11 @@ def cmd_serve(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from .system_info import main_info
+    from .system_info import format_system_info, system_info
 
-    return main_info(args.json)
+    info = system_info()
+    print(json.dumps(info, indent=2) if args.json else format_system_info(info))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:

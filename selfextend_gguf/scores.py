@@ -18,8 +18,7 @@ class Scores:
         self.n_ctx = n_ctx
         self.n_vocab = n_vocab
         self.logits_all = logits_all
-        self._n_rows_first = max(1, min(n_rows_first, n_ctx))
-        rows = self._n_rows_first if logits_all else 1
+        rows = max(1, min(n_rows_first, n_ctx)) if logits_all else 1
         self._rows = np.zeros((rows, n_vocab), dtype=np.float32)
         self._last_pos = -1
 

@@ -5,7 +5,6 @@ CPU running it advertises."""
 
 from __future__ import annotations
 
-import json
 import platform
 import sys
 from typing import Any, Dict, List
@@ -78,9 +77,3 @@ def format_system_info(info: Dict[str, Any]) -> str:
     cpu = info["cpu"]
     lines.append(f"cpu:        {cpu['model']}; advertises: {' '.join(cpu['advertised']) or '-'}")
     return "\n".join(lines)
-
-
-def main_info(as_json: bool) -> int:
-    info = system_info()
-    print(json.dumps(info, indent=2) if as_json else format_system_info(info))
-    return 0
