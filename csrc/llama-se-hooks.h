@@ -7,12 +7,21 @@
 struct ggml_tensor;
 struct llama_cparams;
 struct llm_graph_context;
-class  llm_graph_input_attn_kv;
+class  llama_kv_cache_context;
 class  llm_graph_input_self_extend;
+
+// What Self-Extend reads from a KV-cache attention input: llama.cpp's plain one, or the
+// global (non-sliding-window) half of its iSWA one. The tensors are the input's own.
+struct llama_se_attn_source {
+    const llama_kv_cache_context * mctx;    // the cache of the layers that Self-Extend serves
+    ggml_tensor * kq_mask;                  // the KQ mask over that cache
+    ggml_tensor * k_idxs;                   // where this ubatch's keys are stored
+    ggml_tensor * k_rot;                    // Hadamard rotation of a quantized K cache, or nullptr
+};
 
 // Creates and registers this graph's Self-Extend inputs (positions and the neighbor
 // selection) for a KV-cache attention input; nullptr when Self-Extend is off.
-llm_graph_input_self_extend * llama_se_build_inp(const llm_graph_context & gctx, llm_graph_input_attn_kv * inp);
+llm_graph_input_self_extend * llama_se_build_inp(const llm_graph_context & gctx, const llama_se_attn_source & src);
 
 // Exact Self-Extend attention for layer il, or nullptr when it does not apply to this
 // layer or graph (the caller then runs the stock attention).
@@ -20,8 +29,8 @@ llm_graph_input_self_extend * llama_se_build_inp(const llm_graph_context & gctx,
 //                     before any Hadamard rotation
 //   q, k, v: what the stock path would use (k, v are views of the KV cache)
 ggml_tensor * llama_se_build_attn(
-        const llm_graph_context      & gctx,
-        const llm_graph_input_attn_kv * inp,
+        const llm_graph_context     & gctx,
+        llm_graph_input_self_extend * se,
         ggml_tensor * q_roped,
         ggml_tensor * k_roped,
         ggml_tensor * q,

@@ -14,13 +14,17 @@ enum llama_self_extend_status {
     LLAMA_SE_ERR_GROUP       = -2, // n_group < 1
     LLAMA_SE_ERR_WINDOW      = -3, // n_window < 1, or too large
     LLAMA_SE_ERR_ROPE        = -4, // the model has no plain RoPE (none, M-RoPE, ALiBi, ...)
-    LLAMA_SE_ERR_ARCH        = -5, // architecture not supported (yet)
+    LLAMA_SE_ERR_ARCH        = -5, // no layer can take it (architecture not served, or all layers sliding-window/unroped)
     LLAMA_SE_ERR_MEMORY      = -6, // the context's memory is not a plain KV cache
     LLAMA_SE_ERR_RESERVE     = -7, // re-reserving compute buffers failed; settings rolled back
 };
 
 // 0 when Self-Extend can serve this model, else a negative llama_self_extend_status.
 LLAMA_API int32_t llama_self_extend_supported(const struct llama_model * model);
+
+// Why the calling thread's last llama_self_extend_supported call refused its model
+// ("" after a success).
+LLAMA_API const char * llama_self_extend_refusal(void);
 
 // Turn Self-Extend on with group size n_group (G) and neighbor window n_window (W),
 // or off with n_group == 0. Takes effect from the next decode; cached keys keep their

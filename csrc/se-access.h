@@ -19,6 +19,10 @@ struct llama_se_access {
 
     static const llama_kv_cache & cache(const llama_kv_cache_context & mctx) { return *mctx.kv; }
 
+    // the context of a worst-case reservation graph (init_full): it holds no ubatch, and
+    // the cache has no cells for the graph's tokens
+    static bool is_reservation(const llama_kv_cache_context & mctx) { return mctx.ubatches.empty(); }
+
     static const llama_model & model(const llama_kv_cache & kv) { return kv.model; }
 
     static const std::vector<llama_kv_cache::kv_layer> & kv_layers(const llama_kv_cache & kv) { return kv.layers; }

@@ -3,51 +3,70 @@
 
 #include "llama-selfextend.h"
 #include "se-access.h"
+#include "se-arch-rules.h"
 #include "se-grouped-keys.h"
 
 #include "llama-arch.h"
 #include "llama-context.h"
 #include "llama-impl.h"
 #include "llama-kv-cache.h"
+#include "llama-kv-cache-iswa.h"
 #include "llama-model.h"
 
 #include <exception>
+#include <string>
 
 namespace {
 
-// Architectures whose graph ropes q and k right before build_attn(kv) with nothing in
-// between that depends on the position (checked by reading src/models/*.cpp).
-bool arch_is_supported(llm_arch arch) {
-    switch (arch) {
-        case LLM_ARCH_LLAMA:
-        case LLM_ARCH_QWEN2:
-            return true;
-        default:
-            return false;
+// why the last llama_self_extend_supported call refused its model
+thread_local std::string g_refusal;
+
+int32_t refuse(int32_t status, std::string why) {
+    g_refusal = std::move(why);
+    return status;
+}
+
+// The KV cache of the layers that Self-Extend serves: the context's cache, or the global
+// (non-sliding-window) half of an iSWA cache; nullptr for other memory.
+llama_kv_cache * served_cache(llama_context * ctx) {
+    llama_memory_t mem = llama_get_memory(ctx);
+    if (auto * kv = dynamic_cast<llama_kv_cache *>(mem)) {
+        return kv;
     }
+    if (auto * iswa = dynamic_cast<llama_kv_cache_iswa *>(mem)) {
+        return iswa->get_base();
+    }
+    return nullptr;
 }
 
 }  // namespace
 
 int32_t llama_self_extend_supported(const llama_model * model) {
+    g_refusal.clear();
     if (model == nullptr) {
         return LLAMA_SE_ERR_NULL;
     }
     const llama_hparams & hp = model->hparams;
     const llama_rope_type rope = llama_model_rope_type(model);
     if (rope != LLAMA_ROPE_TYPE_NORM && rope != LLAMA_ROPE_TYPE_NEOX) {
-        return LLAMA_SE_ERR_ROPE;
+        return refuse(LLAMA_SE_ERR_ROPE, rope == LLAMA_ROPE_TYPE_NONE
+                ? "the model has no RoPE positions" : "the model uses multi-axis RoPE (M-RoPE/IMROPE/vision)");
     }
     if (hp.n_pos_per_embd() > 1 || hp.use_alibi || hp.f_max_alibi_bias > 0.0f) {
-        return LLAMA_SE_ERR_ROPE;
+        return refuse(LLAMA_SE_ERR_ROPE, "the model uses ALiBi or multi-axis positions, not 1-D RoPE");
     }
     if (llama_model_is_recurrent(model) || llama_model_is_hybrid(model)) {
-        return LLAMA_SE_ERR_MEMORY;
+        return refuse(LLAMA_SE_ERR_MEMORY, "recurrent and hybrid (state-space + attention) models are not served");
     }
-    if (!arch_is_supported(model->arch) || hp.attn_soft_cap || hp.swa_type != LLAMA_SWA_TYPE_NONE) {
-        return LLAMA_SE_ERR_ARCH;
+    std::string why;
+    if (llama_se_count_layers(*model, why) == 0) {
+        return refuse(LLAMA_SE_ERR_ARCH, why);
     }
     return LLAMA_SE_OK;
+}
+
+const char * llama_self_extend_refusal(void) {
+    return g_refusal.c_str();
 }
 
 int32_t llama_set_self_extend(llama_context * ctx, int32_t n_group, int32_t n_window, bool grouped_keys) {
@@ -67,7 +86,7 @@ int32_t llama_set_self_extend(llama_context * ctx, int32_t n_group, int32_t n_wi
         if (supported != LLAMA_SE_OK) {
             return supported;
         }
-        if (dynamic_cast<llama_kv_cache *>(llama_get_memory(ctx)) == nullptr) {
+        if (served_cache(ctx) == nullptr) {
             return LLAMA_SE_ERR_MEMORY;
         }
         if (cparams.training) {
@@ -88,7 +107,7 @@ int32_t llama_set_self_extend(llama_context * ctx, int32_t n_group, int32_t n_wi
     if (grouped_keys) {
         new_keys = cparams.se_grouped_keys && cparams.se_grouped_keys->n_group == n_group
             ? cparams.se_grouped_keys
-            : llama_se_grouped_keys_init(*dynamic_cast<llama_kv_cache *>(llama_get_memory(ctx)), n_group);
+            : llama_se_grouped_keys_init(*served_cache(ctx), n_group);
         if (new_keys == nullptr) {
             return LLAMA_SE_ERR_RESERVE;
         }
@@ -152,7 +171,7 @@ const char * llama_self_extend_strerror(int32_t status) {
         case LLAMA_SE_ERR_GROUP:   return "group size must be >= 1";
         case LLAMA_SE_ERR_WINDOW:  return "neighbor window must be >= 1 and at most the context size";
         case LLAMA_SE_ERR_ROPE:    return "the model does not use plain RoPE positions (none, multi-axis RoPE or ALiBi)";
-        case LLAMA_SE_ERR_ARCH:    return "this model architecture is not supported by Self-Extend (supported: llama, qwen2)";
+        case LLAMA_SE_ERR_ARCH:    return "no layer of this model can take Self-Extend";
         case LLAMA_SE_ERR_MEMORY:  return "the context has no plain KV cache (recurrent, hybrid or training contexts are not supported)";
         case LLAMA_SE_ERR_RESERVE: return "could not reserve compute buffers for Self-Extend; try a smaller n_ubatch or n_ctx";
         default:                   return "unknown Self-Extend status";

@@ -2,6 +2,7 @@
 
 #include "se-grouped-keys.h"
 #include "se-access.h"
+#include "se-arch-rules.h"
 
 #include "ggml-alloc.h"
 #include "ggml-backend.h"
@@ -46,7 +47,7 @@ std::shared_ptr<llama_se_grouped_keys> llama_se_grouped_keys_init(const llama_kv
     std::map<ggml_backend_buffer_type_t, ggml_context *> ctx_of;
     for (const auto & layer : llama_se_access::kv_layers(kv)) {
         const uint32_t il = layer.il;
-        if (!hparams.has_rope(il) || hparams.is_swa(il)) {
+        if (!llama_se_layer_takes(llama_se_access::model(kv), (int) il)) {
             continue; // no Self-Extend on this layer
         }
         ggml_backend_buffer_type_t buft = ggml_backend_buffer_get_type(layer.k->buffer);

@@ -133,9 +133,9 @@ class Llama:
             status = self._model.self_extend_supported()
             if status != 0:
                 arch = self._model.meta("general.architecture") or "unknown"
+                why = self._model.self_extend_refusal() or _core.self_extend_strerror(status)
                 raise ValueError(f"Self-Extend cannot serve this model (architecture {arch!r}): "
-                                 f"{_core.self_extend_strerror(status)}. Use group_size=1 for vanilla "
-                                 f"attention, or n_ctx <= {n_ctx_train}.")
+                                 f"{why}. Use group_size=1 for vanilla attention, or n_ctx <= {n_ctx_train}.")
             if group_size is None and neighbor_window is None:
                 self._log(f"n_ctx={n_ctx} exceeds the trained context {n_ctx_train}: Self-Extend on with "
                           f"group_size={settings.group_size}, neighbor_window={settings.neighbor_window} "

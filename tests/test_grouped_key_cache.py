@@ -70,12 +70,14 @@ def test_state_save_and_load_round_trip(tiny_llama, random_tokens):
     assert np.abs(twin.scores[150:200] - expected).max() <= TOL
 
 
-@pytest.mark.parametrize("grouped", [True, False], ids=["grouped-key-cache", "rotate"])
-def test_two_sequences_in_one_context_each_equal_their_own_run(tiny_llama, random_tokens, grouped):
+@pytest.mark.parametrize("grouped,flash", [(True, False), (False, False), (True, True)],
+                         ids=["grouped-key-cache", "rotate", "grouped-key-cache-flash"])
+def test_two_sequences_in_one_context_each_equal_their_own_run(tiny_llama, random_tokens, grouped, flash):
     a, b = random_tokens(N_CTX, seed=9), random_tokens(200, seed=10)
     options = _core.ContextOptions()
     options.n_ctx, options.n_batch, options.n_ubatch, options.n_seq_max = 2 * N_CTX, 64, 64, 2
     options.type_k = options.type_v = 0  # f32
+    options.flash_attn = flash
     ctx = _core.Context(_core.Model(str(tiny_llama.path)), options)
     ctx.set_self_extend(G, W, grouped)
     rows = {0: [], 1: []}
@@ -100,15 +102,16 @@ def test_two_sequences_in_one_context_each_equal_their_own_run(tiny_llama, rando
         assert np.abs(got - fresh_rows(tiny_llama, tokens, 0)).max() <= TOL, f"sequence {seq}"
 
 
+@pytest.mark.parametrize("flash", [False, True], ids=["no-flash", "flash"])
 @pytest.mark.parametrize("edit", ["seq_add", "seq_div"])
-def test_position_edits_agree_with_deriving_grouped_keys_every_graph(tiny_llama, random_tokens, edit):
+def test_position_edits_agree_with_deriving_grouped_keys_every_graph(tiny_llama, random_tokens, edit, flash):
     """After seq_add/seq_div the K-shift re-rotates the cached keys; the stored grouped
     keys must follow. The path without the cache derives them from the KV cache in every
     graph, so the two must agree."""
     tokens, more = random_tokens(200, seed=11), random_tokens(30, seed=12)
     results = []
     for grouped in (True, False):
-        llm = make(tiny_llama, grouped=grouped)
+        llm = make(tiny_llama, grouped=grouped, flash_attn=flash and grouped)
         llm.eval(tokens)
         if edit == "seq_add":
             llm.kv_seq_add(100, 200, -40)      # positions 100..199 -> 60..159

@@ -58,10 +58,28 @@ def test_matches_reference(references, arch, mode, grouped):
     assert np.abs(ref_se - ref_vanilla)[W:].max() > 100 * TOL
 
 
-@GROUPED
-def test_flash_attn_request_falls_back_exactly(references, grouped):
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "freq_factors"])
+@pytest.mark.parametrize("mode", ["one-shot", "uneven-chunks", "small-ubatch", "token-by-token"])
+def test_flash_path_matches_reference(references, arch, mode):
+    """flash_attn=True with the grouped-key cache: one flash attention over doubled heads."""
+    model, tokens, ref_se, _ = references[arch]
+    options = dict(flash_attn=True, grouped_key_cache=True)
+    if mode == "one-shot":
+        got = engine_logits(model, tokens, n_batch=N, n_ubatch=N, **options)
+    elif mode == "uneven-chunks":
+        got = engine_logits(model, tokens, chunks=[1, 37, 100, 5, 64, 49], **options)
+    elif mode == "small-ubatch":
+        got = engine_logits(model, tokens, n_batch=96, n_ubatch=23, **options)
+    else:
+        got = engine_logits(model, tokens, chunks=[1] * N, **options)
+    err = np.abs(got - ref_se).max()
+    assert err <= TOL, f"max abs diff {err:.2e} against the Self-Extend reference"
+
+
+def test_flash_attn_without_the_grouped_key_cache_is_exact(references):
+    """Without the cache, flash_attn=True keeps the rotating path's math for Self-Extend layers."""
     model, tokens, ref_se, _ = references["llama"]
-    got = engine_logits(model, tokens, flash_attn=True, n_ubatch=64, grouped_key_cache=grouped)
+    got = engine_logits(model, tokens, flash_attn=True, n_ubatch=64, grouped_key_cache=False)
     assert np.abs(got - ref_se).max() <= TOL
 
 

@@ -1,5 +1,6 @@
 // _core.Context: a llama.cpp context (KV cache + compute) over a Model, with Self-Extend.
 
+#include "capture.h"
 #include "core.h"
 
 #include "llama-ext.h"
@@ -21,6 +22,7 @@ struct Context {
     llama_context * ctx = nullptr;
     bool kv_unified = true;
     std::atomic<bool> abort_requested{false};
+    std::unique_ptr<TensorCapture> capture;  // with ContextOptions.capture_layers
 
     ~Context() {
         if (ctx) {
@@ -49,6 +51,7 @@ struct ContextOptions {
     float    rope_freq_scale = 0.0f;
     float    yarn_ext_factor = -1.0f;
     uint32_t yarn_orig_ctx = 0;
+    bool     capture_layers = false;  // keep each Self-Extend layer's inputs and output (tests)
 };
 
 std::unique_ptr<Context> create_context(std::shared_ptr<Model> model, const ContextOptions & o) {
@@ -75,6 +78,11 @@ std::unique_ptr<Context> create_context(std::shared_ptr<Model> model, const Cont
     c->kv_unified = o.kv_unified;
     p.abort_callback      = abort_callback;
     p.abort_callback_data = c.get();
+    if (o.capture_layers) {
+        c->capture = std::make_unique<TensorCapture>();
+        p.cb_eval           = TensorCapture::callback;
+        p.cb_eval_user_data = c->capture.get();
+    }
     std::string reason;
     {
         py::gil_scoped_release release;
@@ -172,6 +180,7 @@ void bind_context(py::module_ & m) {
         .def_readwrite("type_v", &ContextOptions::type_v)
         .def_readwrite("flash_attn", &ContextOptions::flash_attn)
         .def_readwrite("kv_unified", &ContextOptions::kv_unified)
+        .def_readwrite("capture_layers", &ContextOptions::capture_layers)
         .def_readwrite("rope_scaling_type", &ContextOptions::rope_scaling_type)
         .def_readwrite("rope_freq_base", &ContextOptions::rope_freq_base)
         .def_readwrite("rope_freq_scale", &ContextOptions::rope_freq_scale)
@@ -184,6 +193,12 @@ void bind_context(py::module_ & m) {
              py::arg("logits_all") = false,
              "Evaluate tokens at positions pos0.. of sequence seq_id; returns the logits of the "
              "last token, or of every token with logits_all. The GIL is released meanwhile.")
+        .def("take_captured", [](Context & c) {
+            if (!c.capture) {
+                throw std::invalid_argument("this context was created without capture_layers=True");
+            }
+            return c.capture->take();
+        }, "{'se_cap_q-<layer>': [array per graph], ...} since the last call (the per-layer check)")
         .def("request_abort", [](Context & c) { c.abort_requested = true; },
              "Ask a running decode (in another thread) to stop after its current ubatch.")
         .def("n_ctx",     [](const Context & c) { return llama_n_ctx(c.ctx); })
@@ -215,7 +230,9 @@ void bind_context(py::module_ & m) {
                 status = llama_set_self_extend(c.ctx, n_group, n_window, grouped_keys);
             }
             if (status != LLAMA_SE_OK) {
-                throw std::invalid_argument(std::string("cannot enable Self-Extend: ") + llama_self_extend_strerror(status));
+                const std::string why = llama_self_extend_refusal();
+                throw std::invalid_argument(std::string("cannot enable Self-Extend: ") +
+                        (why.empty() ? llama_self_extend_strerror(status) : why));
             }
         }, py::arg("n_group"), py::arg("n_window"), py::arg("grouped_keys") = true,
            "Turn Self-Extend on (G >= 1, W >= 1) or off (G = 0); grouped_keys keeps the grouped-key cache.")

@@ -163,5 +163,9 @@ void bind_model(py::module_ & m) {
         .def("add_bos",   [](const Model & s) { return llama_vocab_get_add_bos(s.vocab); })
         .def("is_eog", [](const Model & s, llama_token t) { return llama_vocab_is_eog(s.vocab, t); }, py::arg("token"))
         .def("self_extend_supported", [](const Model & s) { return llama_self_extend_supported(s.model); },
-             "0 if Self-Extend can serve this model, else a negative status (see self_extend_strerror).");
+             "0 if Self-Extend can serve this model, else a negative status (see self_extend_strerror).")
+        .def("self_extend_refusal", [](const Model & s) {
+            llama_self_extend_supported(s.model);
+            return std::string(llama_self_extend_refusal());
+        }, "Why Self-Extend cannot serve this model (\"\" when it can).");
 }

@@ -1,0 +1,140 @@
+"""The per-layer Self-Extend check, independent of the architecture.
+
+The engine hands each Self-Extend layer's inputs and output to an eval callback
+(`_core.ContextOptions.capture_layers`): the roped queries (times the layer's kq_scale),
+the cache's keys and values (keys roped at their true positions) and the attention
+output. This module computes Algorithm 1 of the paper in NumPy from those inputs and
+compares: neighbor logits from the captured q and k as they are, grouped logits after a
+further rotation of q by dq(i) = i//G + W - W//G - i and of k by dk(j) = j//G - j, one
+softmax. Only the layer's RoPE (style, rotated dims, base, scale, factors) must be given."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from selfextend_gguf import _core
+
+
+@dataclass
+class RopeSpec:
+    style: str                      # "norm": pairs (2m, 2m+1); "neox": pairs (m, m + n_rot/2)
+    n_rot: int                      # rotated dims (the first n_rot of each head)
+    base: float = 10000.0
+    freq_scale: float = 1.0
+    freq_factors: Optional[np.ndarray] = None
+
+
+def rotate(x: np.ndarray, delta: np.ndarray, spec: RopeSpec) -> np.ndarray:
+    """x: (T, heads, D) rotated by delta positions (T,) on its first n_rot dims."""
+    n_rot = spec.n_rot
+    half = n_rot // 2
+    theta = spec.base ** (-2.0 * np.arange(half) / n_rot) * spec.freq_scale
+    if spec.freq_factors is not None:
+        theta = theta / spec.freq_factors[:half]
+    ang = delta[:, None].astype(np.float64) * theta[None, :]
+    cos, sin = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
+    out = x.astype(np.float64).copy()
+    r = out[..., :n_rot]
+    if spec.style == "norm":
+        a, b = r[..., 0::2].copy(), r[..., 1::2].copy()
+        r[..., 0::2] = a * cos - b * sin
+        r[..., 1::2] = a * sin + b * cos
+    else:
+        a, b = r[..., :half].copy(), r[..., half:].copy()
+        r[..., :half] = a * cos - b * sin
+        r[..., half:] = a * sin + b * cos
+    return out
+
+
+def algorithm1(q: np.ndarray, k: np.ndarray, v: np.ndarray, q_pos: np.ndarray, k_pos: np.ndarray,
+               G: int, W: int, spec: RopeSpec, softcap: float = 0.0,
+               sinks: Optional[np.ndarray] = None) -> np.ndarray:
+    """Self-Extend attention of queries q (T, H, D) at q_pos over keys k (N, Hkv, D) and
+    values v (N, Hkv, Dv) at k_pos, all roped at their true positions; q carries the
+    layer's logit scale. Returns (T, H*Dv)."""
+    T, H, _ = q.shape
+    Hkv = k.shape[1]
+    q64, k64, v64 = q.astype(np.float64), k.astype(np.float64), v.astype(np.float64)
+    q_g = rotate(q, q_pos // G + W - W // G - q_pos, spec)
+    k_g = rotate(k, k_pos // G - k_pos, spec)
+    dist = q_pos[:, None] - k_pos[None, :]
+    near, visible = dist < W, dist >= 0
+    out = np.zeros((T, H, v.shape[2]))
+    for h in range(H):
+        kv = h // (H // Hkv)
+        logits = np.where(near, q64[:, h] @ k64[:, kv].T, q_g[:, h] @ k_g[:, kv].T)
+        if softcap:
+            logits = softcap * np.tanh(logits / softcap)
+        logits = np.where(visible, logits, -np.inf)
+        top = logits.max(axis=1, keepdims=True)
+        if sinks is not None:
+            top = np.maximum(top, sinks[h])
+        p = np.exp(logits - top)
+        denom = p.sum(axis=1, keepdims=True)
+        if sinks is not None:
+            denom = denom + np.exp(sinks[h] - top)
+        out[:, h] = (p / denom) @ v64[:, kv]
+    return out.reshape(T, -1)
+
+
+@dataclass
+class LayerGraph:
+    """One layer of one computed graph: what it captured, and its queries' positions."""
+    layer: int
+    q_pos: np.ndarray
+    q: np.ndarray        # (T, H, D)
+    k: np.ndarray        # (n_kv, Hkv, D), cell j at position j
+    v: np.ndarray        # (n_kv, Hkv, Dv)
+    out: np.ndarray      # (T, H*Dv)
+
+
+def run_captured(model_path: str, tokens: Sequence[int], chunks: Sequence[int], G: int, W: int,
+                 n_ctx: int, n_ubatch: int, flash_attn: bool = False, grouped_keys: bool = True) -> List[LayerGraph]:
+    """Decode tokens (one sequence from position 0) in the given chunks with Self-Extend
+    on and an f32 cache, and collect every Self-Extend layer of every graph."""
+    options = _core.ContextOptions()
+    options.n_ctx, options.n_batch, options.n_ubatch = n_ctx, max(chunks), n_ubatch
+    options.type_k = options.type_v = 0  # f32: the check is exact up to float rounding
+    options.flash_attn = flash_attn
+    options.capture_layers = True
+    ctx = _core.Context(_core.Model(model_path), options)
+    ctx.set_self_extend(G, W, grouped_keys)
+    graphs: List[LayerGraph] = []
+    start = 0
+    for size in chunks:
+        ctx.decode(list(tokens[start:start + size]), start, 0, False)
+        graphs += _layer_graphs(ctx.take_captured(), start, size, n_ubatch)
+        start += size
+    return graphs
+
+
+def _layer_graphs(captured: Dict[str, list], start: int, size: int, n_ubatch: int) -> List[LayerGraph]:
+    # the ubatches of one decode call are consecutive runs of n_ubatch tokens; a graph
+    # where Self-Extend equals plain attention (all keys near) captured nothing
+    ubatches = [(s, min(n_ubatch, start + size - s)) for s in range(start, start + size, n_ubatch)]
+    out = []
+    layers = sorted({int(m.group(1)) for name in captured for m in [re.match(r"se_cap_q-(\d+)$", name)] if m})
+    for il in layers:
+        qs, ks, vs, outs = (captured[f"se_cap_{n}-{il}"] for n in ("q", "k", "v", "out"))
+        # the captured graphs are the last ones of the call (the first may be plain attention)
+        for (first, n), q, k, v, o in zip(ubatches[len(ubatches) - len(qs):], qs, ks, vs, outs):
+            assert q.shape[1] == n, (q.shape, n)
+            out.append(LayerGraph(il, np.arange(first, first + n), q[0], k[0], v[0], o[0, 0]))
+    return out
+
+
+def max_errors(graphs: Sequence[LayerGraph], G: int, W: int, spec_of_layer, softcap: float = 0.0,
+               sinks_of_layer=None) -> Dict[int, float]:
+    """Max abs difference per layer between each captured output and Algorithm 1."""
+    errors: Dict[int, float] = {}
+    for lg in graphs:
+        k_pos = np.arange(lg.k.shape[0])
+        sinks = sinks_of_layer(lg.layer) if sinks_of_layer else None
+        want = algorithm1(lg.q, lg.k, lg.v, lg.q_pos, k_pos, G, W, spec_of_layer(lg.layer), softcap, sinks)
+        err = float(np.abs(want - lg.out).max())
+        errors[lg.layer] = max(errors.get(lg.layer, 0.0), err)
+    return errors

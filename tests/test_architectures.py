@@ -1,0 +1,94 @@
+"""Self-Extend on every architecture of tests/tiny_arch_models.py, verified layer by
+layer (tests/layer_check.py): the layers that take Self-Extend are exactly the global
+roped ones, each equals Algorithm 1 computed from its captured q, k and v, and G = 1
+is vanilla attention bit for bit."""
+
+import numpy as np
+import pytest
+
+from layer_check import RopeSpec, max_errors, run_captured
+from selfextend_gguf import Llama, _core
+from tiny_arch_models import ARCHS, write_arch_model
+
+N = 256          # 4x the tiny models' trained context of 64
+G, W = 6, 16
+TOL = 1e-3
+CHUNKS = {"one-shot": [N], "uneven-chunks": [1, 37, 100, 5, 64, 49], "token-by-token": [40] + [1] * (N - 40)}
+
+
+@pytest.fixture(scope="module")
+def arch_models(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("archs")
+    return {arch: write_arch_model(directory, arch) for arch in ARCHS}
+
+
+def expected_layers(m):
+    return sorted(set(range(m.n_layer)) - set(m.swa_layers) - set(m.unroped_layers))
+
+
+def rope_spec(m):
+    return RopeSpec(m.rope_type, m.n_rot, m.rope_base, freq_factors=m.weights.get("rope_freqs.weight"))
+
+
+def sinks_of(m):
+    if not m.has_sinks:
+        return None
+    return lambda il: m.weights[f"blk.{il}.attn_sinks.weight"].astype(np.float64)
+
+
+@pytest.mark.parametrize("flash", [False, True], ids=["no-flash", "flash"])
+@pytest.mark.parametrize("mode", sorted(CHUNKS))
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_self_extend_layer_matches_algorithm1(arch_models, random_tokens, arch, mode, flash):
+    m = arch_models[arch]
+    graphs = run_captured(str(m.path), random_tokens(N, seed=31), CHUNKS[mode], G, W, n_ctx=N, n_ubatch=64,
+                          flash_attn=flash)
+    errors = max_errors(graphs, G, W, lambda il: rope_spec(m), m.attn_softcap, sinks_of(m))
+    assert sorted(errors) == expected_layers(m), "exactly the global roped layers take Self-Extend"
+    assert max(errors.values()) <= TOL, errors
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_group_size_one_is_vanilla_bit_for_bit(arch_models, random_tokens, arch):
+    m = arch_models[arch]
+    tokens = random_tokens(N, seed=32)
+    vanilla = Llama(str(m.path), n_ctx=N, type_k="f32", type_v="f32", logits_all=True, group_size=1)
+    vanilla.eval(tokens)
+    options = _core.ContextOptions()
+    options.n_ctx, options.n_batch, options.n_ubatch, options.type_k, options.type_v = N, N, N, 0, 0
+    ctx = _core.Context(_core.Model(str(m.path)), options)
+    ctx.set_self_extend(1, W, True)      # G = 1 forced through the Self-Extend layers
+    assert np.array_equal(ctx.decode(tokens, 0, 0, True), vanilla.scores[:N])
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_self_extend_changes_long_prompts(arch_models, random_tokens, arch):
+    """The comparison above can fail: with G > 1 the logits beyond the window differ."""
+    m = arch_models[arch]
+    tokens = random_tokens(N, seed=33)
+    runs = []
+    for group_size in (1, G):
+        llm = Llama(str(m.path), n_ctx=N, type_k="f32", type_v="f32", logits_all=True, group_size=group_size,
+                    neighbor_window=W)
+        llm.eval(tokens)
+        runs.append(llm.scores[:N].copy())
+    assert np.array_equal(runs[0][:W], runs[1][:W])
+    assert np.abs(runs[0][W:] - runs[1][W:]).max() > 100 * TOL
+
+
+def test_a_model_where_no_layer_takes_self_extend_is_refused(tmp_path):
+    """Granite with rope.scaling.finetuned = false ropes no layer: asking for Self-Extend
+    must raise, never run vanilla attention silently."""
+    m = write_arch_model(tmp_path, "granite", rope_finetuned=False)
+    assert m.unroped_layers == set(range(m.n_layer))
+    with pytest.raises(ValueError, match="no layer of this model has global RoPE attention"):
+        Llama(str(m.path), n_ctx=N, group_size=G, neighbor_window=W)
+    Llama(str(m.path), n_ctx=64).create_completion("ok", max_tokens=2)   # vanilla still serves it
+
+
+def test_an_architecture_outside_the_table_is_refused(tmp_path):
+    """xverse is llama-shaped but not in the capability table (not verified)."""
+    from tiny_models import TinyConfig, write_tiny_model
+    m = write_tiny_model(tmp_path, TinyConfig(arch="xverse"))
+    with pytest.raises(ValueError, match="'xverse' is not in Self-Extend's capability table"):
+        Llama(str(m.path), n_ctx=N, group_size=G, neighbor_window=W)

@@ -1,0 +1,52 @@
+"""The per-layer check (tests/layer_check.py) on the tiny llama and qwen2 models: each
+Self-Extend layer's output equals Algorithm 1 computed from the q, k and v the engine
+captured, in one-shot prefill, uneven chunks and token by token, on every attention
+path; and the check fails when the rotation it assumes is wrong."""
+
+import numpy as np
+import pytest
+
+from layer_check import RopeSpec, max_errors, run_captured
+
+N = 256
+G, W = 6, 16
+TOL = 1e-3
+
+CHUNKS = {"one-shot": [N], "uneven-chunks": [1, 37, 100, 5, 64, 49], "token-by-token": [40] + [1] * (N - 40)}
+
+
+def spec_of(model):
+    cfg = model.config
+    return RopeSpec(cfg.rope_type, cfg.head_dim, cfg.rope_base,
+                    freq_factors=model.weights.get("rope_freqs.weight"))
+
+
+@pytest.fixture(scope="module")
+def models(tiny_llama, tiny_qwen2, tiny_llama_freq_factors):
+    return {"llama": tiny_llama, "qwen2": tiny_qwen2, "freq_factors": tiny_llama_freq_factors}
+
+
+@pytest.mark.parametrize("path", ["grouped-key-cache", "flash", "rotate"])
+@pytest.mark.parametrize("mode", sorted(CHUNKS))
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "freq_factors"])
+def test_every_layer_matches_algorithm1(models, random_tokens, arch, mode, path):
+    model = models[arch]
+    graphs = run_captured(str(model.path), random_tokens(N, seed=21), CHUNKS[mode], G, W, n_ctx=N, n_ubatch=64,
+                          flash_attn=path == "flash", grouped_keys=path != "rotate")
+    errors = max_errors(graphs, G, W, lambda il: spec_of(model))
+    assert sorted(errors) == list(range(model.config.n_layer)), "every layer takes Self-Extend"
+    # beyond the window: some query of every layer attends to grouped keys
+    assert max(lg.q_pos.max() for lg in graphs) >= W
+    assert max(errors.values()) <= TOL, errors
+
+
+def test_the_check_fails_when_the_rotation_is_wrong(tiny_llama, random_tokens):
+    graphs = run_captured(str(tiny_llama.path), random_tokens(N, seed=22), [N], G, W, n_ctx=N, n_ubatch=64)
+    right = spec_of(tiny_llama)
+    assert max(max_errors(graphs, G, W, lambda il: right).values()) <= TOL
+    wrong_style = RopeSpec("neox", right.n_rot, right.base)          # llama ropes adjacent pairs
+    wrong_base = RopeSpec(right.style, right.n_rot, right.base * 2)
+    for wrong in (wrong_style, wrong_base):
+        assert max(max_errors(graphs, G, W, lambda il: wrong).values()) > 100 * TOL
+    # and the same check against another group size
+    assert max(max_errors(graphs, G + 1, W, lambda il: right).values()) > 100 * TOL
