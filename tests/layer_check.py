@@ -107,23 +107,25 @@ def run_captured(model_path: str, tokens: Sequence[int], chunks: Sequence[int], 
     start = 0
     for size in chunks:
         ctx.decode(list(tokens[start:start + size]), start, 0, False)
-        graphs += _layer_graphs(ctx.take_captured(), start, size, n_ubatch)
+        graphs += _layer_graphs(ctx.take_captured(), start, size)
         start += size
     return graphs
 
 
-def _layer_graphs(captured: Dict[str, list], start: int, size: int, n_ubatch: int) -> List[LayerGraph]:
-    # the ubatches of one decode call are consecutive runs of n_ubatch tokens; a graph
-    # where Self-Extend equals plain attention (all keys near) captured nothing
-    ubatches = [(s, min(n_ubatch, start + size - s)) for s in range(start, start + size, n_ubatch)]
+def _layer_graphs(captured: Dict[str, list], start: int, size: int) -> List[LayerGraph]:
+    # the graphs of one decode call are consecutive ubatches (llama.cpp picks their
+    # sizes); those where Self-Extend equals plain attention (every key near) come first
+    # and captured nothing, so the captured ones cover the last tokens of the call
     out = []
     layers = sorted({int(m.group(1)) for name in captured for m in [re.match(r"se_cap_q-(\d+)$", name)] if m})
     for il in layers:
         qs, ks, vs, outs = (captured[f"se_cap_{n}-{il}"] for n in ("q", "k", "v", "out"))
-        # the captured graphs are the last ones of the call (the first may be plain attention)
-        for (first, n), q, k, v, o in zip(ubatches[len(ubatches) - len(qs):], qs, ks, vs, outs):
-            assert q.shape[1] == n, (q.shape, n)
+        first = start + size - sum(q.shape[1] for q in qs)
+        assert first >= start, "more captured tokens than decoded"
+        for q, k, v, o in zip(qs, ks, vs, outs):
+            n = q.shape[1]
             out.append(LayerGraph(il, np.arange(first, first + n), q[0], k[0], v[0], o[0, 0]))
+            first += n
     return out
 
 

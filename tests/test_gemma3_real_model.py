@@ -1,0 +1,43 @@
+"""Gemma-3-270M (Q4_K_M, from the package index): 18 layers, 5 sliding-window layers
+per global one, trained context 32k. Self-Extend serves its 3 global layers only."""
+
+import numpy as np
+import pytest
+
+from layer_check import RopeSpec, max_errors, run_captured
+from selfextend_gguf import Llama
+from selfextend_gguf.package_models import package_model_path
+
+pytestmark = pytest.mark.real_model
+
+
+@pytest.fixture(scope="module")
+def gemma3_path():
+    return package_model_path("gemma3-270m")
+
+
+def test_prompt_shorter_than_the_window_gives_vanilla_logits(gemma3_path):
+    text = "The quick brown fox jumps over the lazy dog. " * 30
+    runs = {}
+    for name, options in (("vanilla", dict(n_ctx=4096)),
+                          ("self-extend", dict(n_ctx=40000, group_size=4, neighbor_window=1024))):
+        llm = Llama(gemma3_path, logits_all=True, n_threads=2, **options)
+        assert (llm.self_extend is not None) == (name == "self-extend")
+        tokens = llm.tokenize(text.encode())
+        assert 200 < len(tokens) < 1024
+        llm.eval(tokens)
+        runs[name] = llm.scores[:len(tokens)].copy()
+    assert np.array_equal(runs["vanilla"], runs["self-extend"])
+
+
+def test_global_layers_match_algorithm1(gemma3_path):
+    # a small window, so that a 600-token prompt reaches the grouped keys
+    llm = Llama(gemma3_path, n_ctx=512)
+    tokens = llm.tokenize(("Self-Extend groups distant positions. " * 100).encode())[:600]
+    assert len(tokens) == 600
+    G, W = 4, 128
+    graphs = run_captured(gemma3_path, tokens, [256, 100, 244], G, W, n_ctx=2048, n_ubatch=128)
+    spec = RopeSpec("neox", 256, 1_000_000.0)
+    errors = max_errors(graphs, G, W, lambda il: spec)
+    assert sorted(errors) == [5, 11, 17], "the global layers, and only they"
+    assert max(errors.values()) <= 1e-3, errors
