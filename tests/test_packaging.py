@@ -41,9 +41,10 @@ def test_sdist_carries_the_patched_llama_cpp_and_nothing_built(sdist):
         top = sdist.name[:-len(".tar.gz")]
         graph = tar.extractfile(f"{top}/vendor/llama.cpp/src/llama-graph.cpp").read().decode()
         stamp = tar.extractfile(f"{top}/vendor/llama.cpp/.selfextend-vendored").read().decode()
+    patches = [f"patches/{p.name}" for p in sorted((ROOT / "patches").glob("*.patch"))]
+    assert len(patches) >= 5
     for needed in ("pyproject.toml", "CMakeLists.txt", "cmake/llama_source.py", "csrc/se-graph.cpp",
-                   "patches/0003-selfextend-graph-hooks-in-build_attn_inp_kv-and-buil.patch",
-                   "selfextend_gguf/llama.py", "vendor/llama.cpp/CMakeLists.txt",
+                   *patches, "selfextend_gguf/llama.py", "vendor/llama.cpp/CMakeLists.txt",
                    "vendor/llama.cpp/ggml/src/ggml-cpu/ggml-cpu.c", "vendor/llama.cpp/src/llama.cpp",
                    "vendor/llama.cpp/ggml/src/ggml-cuda/ggml-cuda.cu", "vendor/llama.cpp/LICENSE"):
         assert needed in names, needed
