@@ -40,6 +40,7 @@
 #include "llama-kv-cache.h"
 #include "llama-model.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace {
@@ -153,9 +154,6 @@ void llm_graph_input_self_extend::set_flash_mask(const llama_ubatch * ubatch) {
             }
         }
     }
-    if (flash_zeros && flash_zeros->buffer) {
-        memset(flash_zeros->data, 0, ggml_nbytes(flash_zeros));
-    }
 }
 
 void llm_graph_input_self_extend::set_grouped_key_input(const llama_ubatch * ubatch) {
@@ -237,6 +235,9 @@ void llm_graph_input_self_extend::set_input(const llama_ubatch * ubatch) {
 
     if (flash_mask) {
         set_flash_mask(ubatch);
+        if (flash_zeros && flash_zeros->buffer) {
+            memset(flash_zeros->data, 0, ggml_nbytes(flash_zeros));
+        }
         return;
     }
 
@@ -294,40 +295,31 @@ namespace {
 // for the smallest i), cells from `end` on near every query (i - j < W for the largest).
 // A reservation graph gets the band of a ubatch at the end of the cache, so that compute
 // buffers are sized for the form that long prompts take; other forms grow them when used.
-
 bool find_band(const llm_graph_context & g, const llama_se_attn_source & src, int32_t W,
                int64_t n_kv, uint32_t min_tokens, bool reserving, int64_t & begin, int64_t & end) {
     const llama_ubatch & ub = g.ubatch;
     if (ub.n_seqs_unq != 1 || ub.n_tokens < min_tokens) {
         return false;
     }
-    const llama_seq_id seq = ub.seq_id[0][0];
-    llama_pos p_min = ub.pos[0];
-    llama_pos p_max = ub.pos[0];
-    for (uint32_t t = 1; t < ub.n_tokens; ++t) {
-        p_min = std::min(p_min, ub.pos[t]);
-        p_max = std::max(p_max, ub.pos[t]);
-    }
-    const llama_kv_cells & cells = llama_se_access::cache(*src.mctx).get_cells(seq);
-    if (reserving) {
-        // the worst case of the usual layout: the ubatch's tokens at the end of n_kv cells
-        p_min = (llama_pos) (n_kv - ub.n_tokens);
-        p_max = (llama_pos) (n_kv - 1);
-        begin = std::clamp<int64_t>((int64_t) p_min - W + 1, 0, n_kv);
-        end   = std::clamp<int64_t>((int64_t) p_max - W + 1, 0, n_kv);
-        return true;
-    }
-    // the ubatch's own cells must be in place (they are once the cache context is applied)
-    for (uint32_t t = 0; t < ub.n_tokens; ++t) {
-        const llama_pos p = ub.pos[t];
-        if (p < 0 || p >= n_kv || cells.is_empty(p) || !cells.seq_has(p, seq) || cells.pos_get(p) != p) {
-            return false;
+    llama_pos p_min = (llama_pos) (n_kv - ub.n_tokens);   // reserving: the worst case of the
+    llama_pos p_max = (llama_pos) (n_kv - 1);             // usual layout, tokens at the end
+    if (!reserving) {
+        const llama_seq_id seq = ub.seq_id[0][0];
+        const llama_kv_cells & cells = llama_se_access::cache(*src.mctx).get_cells(seq);
+        // the ubatch's own cells must be in place (they are once the cache context is applied)
+        for (uint32_t t = 0; t < ub.n_tokens; ++t) {
+            const llama_pos p = ub.pos[t];
+            if (p < 0 || p >= n_kv || cells.is_empty(p) || !cells.seq_has(p, seq) || cells.pos_get(p) != p) {
+                return false;
+            }
         }
-    }
-    for (int64_t j = 0; j < n_kv; ++j) {
-        if (!cells.is_empty(j) && cells.seq_has(j, seq) && cells.pos_get(j) != j) {
-            return false;
+        for (int64_t j = 0; j < n_kv; ++j) {
+            if (!cells.is_empty(j) && cells.seq_has(j, seq) && cells.pos_get(j) != j) {
+                return false;
+            }
         }
+        p_min = *std::min_element(ub.pos, ub.pos + ub.n_tokens);
+        p_max = *std::max_element(ub.pos, ub.pos + ub.n_tokens);
     }
     begin = std::clamp<int64_t>((int64_t) p_min - W + 1, 0, n_kv);
     end   = std::clamp<int64_t>((int64_t) p_max - W + 1, 0, n_kv);
@@ -464,9 +456,9 @@ ggml_tensor * split_streams(ggml_context * ctx, ggml_tensor * x, int64_t n_strea
     return ggml_permute(ctx, x, 0, 2, 1, 3);
 }
 
-// Cells [first, first + n) of a one-stream K view [d, heads_kv, n_kv, 1].
+// Cells [first, first + n) of every stream of a K or V view [d, heads_kv, n_kv, n_stream].
 ggml_tensor * key_cells(ggml_context * ctx, ggml_tensor * k, int64_t first, int64_t n) {
-    return ggml_view_4d(ctx, k, k->ne[0], k->ne[1], n, 1, k->nb[1], k->nb[2], k->nb[3], first*k->nb[2]);
+    return ggml_view_4d(ctx, k, k->ne[0], k->ne[1], n, k->ne[3], k->nb[1], k->nb[2], k->nb[3], first*k->nb[2]);
 }
 
 // logits [n_kv, n_tps, n_head, n_stream] of keys [d, heads_kv, n_kv, n_stream] and
@@ -592,12 +584,6 @@ ggml_tensor * flash_attn_grouped(const llm_graph_context & g, llm_graph_input_se
     const ggml_type type = as_is ? k->type : GGML_TYPE_F32;
     auto typed = [&](ggml_tensor * x) { return x->type == type ? x : ggml_cast(ctx0, x, type); };
 
-    // cells [first, first + n) of every stream of a [*, heads_kv, n_kv, n_stream] view
-    auto cells = [&](ggml_tensor * x, int64_t first, int64_t n) {
-        return first == 0 && n == x->ne[2] ? x :
-            ggml_view_4d(ctx0, x, x->ne[0], x->ne[1], n, x->ne[3], x->nb[1], x->nb[2], x->nb[3], first*x->nb[2]);
-    };
-
     ggml_tensor * keys    = typed(k);
     ggml_tensor * values  = typed(v);
     ggml_tensor * queries = q;
@@ -613,10 +599,12 @@ ggml_tensor * flash_attn_grouped(const llm_graph_context & g, llm_graph_input_se
             return ggml_view_4d(ctx0, se->flash_zeros, d, n_head_kv, n, n_stream, d*es, d*n_head_kv*es, d*n_head_kv*n*es, 0);
         };
 
-        ggml_tensor * keys_far  = ggml_concat(ctx0, zeros(far_end), typed(cells(k_g, 0, far_end)), 0);
-        ggml_tensor * keys_near = ggml_concat(ctx0, typed(cells(k, near_beg, n_kv - near_beg)), zeros(n_kv - near_beg), 0);
+        ggml_tensor * keys_far  = ggml_concat(ctx0, zeros(far_end), typed(key_cells(ctx0, k_g, 0, far_end)), 0);
+        ggml_tensor * keys_near = ggml_concat(ctx0, typed(key_cells(ctx0, k, near_beg, n_kv - near_beg)),
+                                              zeros(n_kv - near_beg), 0);
         keys    = ggml_concat(ctx0, keys_far, keys_near, 2);
-        values  = ggml_concat(ctx0, typed(cells(v, 0, far_end)), typed(cells(v, near_beg, n_kv - near_beg)), 2);
+        values  = ggml_concat(ctx0, typed(key_cells(ctx0, v, 0, far_end)),
+                              typed(key_cells(ctx0, v, near_beg, n_kv - near_beg)), 2);
         queries = ggml_concat(ctx0, q, q_g, 0);                              // [2d, heads, n_tokens]
     }
     // else: every visible cell is near every query, and the near copies are the cells
@@ -631,6 +619,44 @@ ggml_tensor * flash_attn_grouped(const llm_graph_context & g, llm_graph_input_se
     ggml_prec_set_acc(cur, GGML_PREC_F32);
     g.cb(cur, "se_flash_attn", il);
     return ggml_reshape_2d(ctx0, cur, cur->ne[0]*cur->ne[1], cur->ne[2]*cur->ne[3]);
+}
+
+// The logit form's attention output [d*n_head, n_tokens]: logits kq [n_kv, n_tps,
+// n_head, n_stream] through the softmax (soft-capped and with sinks as the layer has
+// them) and times the values, as in llama.cpp's non-flash attention.
+ggml_tensor * attend(const llm_graph_context & g, ggml_tensor * kq, ggml_tensor * kq_mask, ggml_tensor * v,
+                     ggml_tensor * sinks, float kq_scale, int il) {
+    ggml_context * ctx0 = g.ctx0;
+    const llama_hparams & hparams = g.hparams;
+    g.cb(kq, "se_kq", il);
+
+    if (hparams.attn_soft_cap) {
+        // as llama.cpp's non-flash attention: cap * tanh(kq / cap), then kq_scale in the softmax
+        kq = ggml_scale_inplace(ctx0, kq, 1.0f / hparams.f_attn_logit_softcapping);
+        kq = ggml_tanh_inplace(ctx0, kq);
+        kq = ggml_scale_inplace(ctx0, kq, hparams.f_attn_logit_softcapping);
+    }
+
+    // in place: the logits are this function's own, and vanilla attention's allocator
+    // reuses its kq for the softmax too (without this, compute buffers hold one more matrix)
+    kq = ggml_soft_max_ext_inplace(ctx0, kq, kq_mask, kq_scale, hparams.f_max_alibi_bias);
+    ggml_soft_max_add_sinks(kq, sinks); // attention sinks (gpt-oss): one more logit per head
+    g.cb(kq, "se_kq_soft_max", il);
+
+    // values as in llama.cpp's non-flash path; with flash attention on, V is stored
+    // untransposed (and may be quantized) and is brought into shape here
+    const bool v_trans = v->nb[1] > v->nb[2];
+    if (ggml_is_quantized(v->type)) {
+        v = ggml_cast(ctx0, v, GGML_TYPE_F32);
+    }
+    v = ggml_permute(ctx0, v, 0, 2, 1, 3);
+    if (!v_trans) {
+        v = ggml_cont(ctx0, ggml_transpose(ctx0, v));
+    }
+
+    ggml_tensor * kqv = ggml_mul_mat(ctx0, v, kq);
+    ggml_tensor * cur = ggml_permute(ctx0, kqv, 0, 2, 1, 3);
+    return ggml_cont_2d(ctx0, cur, cur->ne[0]*cur->ne[1], cur->ne[2]*cur->ne[3]);
 }
 
 // Store the grouped keys of this ubatch's new tokens (their roped keys rotated by dk)
@@ -700,12 +726,9 @@ ggml_tensor * self_extend_attn(
         ggml_tensor * sinks,
         float         kq_scale,
         int           il) {
-    const llama_hparams & hparams = g.hparams;
     const llama_kv_cache & kv = llama_se_access::cache(*se->attn.mctx);
     ggml_tensor * k_rot = se->attn.k_rot;
     ggml_context * ctx0 = g.ctx0;
-
-    const int64_t n_stream = k->ne[3];
     ggml_tensor * freq_factors = llama_se_access::model(kv).get_rope_factors(g.cparams, il);
 
     if (se->delta_eff) {
@@ -724,7 +747,7 @@ ggml_tensor * self_extend_attn(
     ggml_tensor * q_g = rope_delta(g, q_roped, se->delta_q, freq_factors, il);
     g.cb(q_g, "se_q_grouped", il);
 
-    ggml_tensor * kq = nullptr;
+    ggml_tensor * cur = nullptr;
     ggml_tensor * storage = se->grouped_keys ? se->grouped_keys->layers[il] : nullptr;
     if (storage) {
         store_grouped_keys(g, se, storage, k_roped, freq_factors, il);
@@ -732,52 +755,17 @@ ggml_tensor * self_extend_attn(
         if (k_rot) {
             q_g = llama_mul_mat_hadamard(ctx0, q_g, k_rot); // the stored keys are H k_g
         }
-        if (se->flash_mask) {
-            ggml_tensor * cur = flash_attn_grouped(g, se, k, k_g, v, q, q_g, sinks, kq_scale, il);
-            if (!g.cparams.offload_kqv) {
-                ggml_backend_sched_set_tensor_backend(g.sched, cur, g.backend_cpu);
-            }
-            ggml_build_forward_expand(g.gf, cur);
-            return cur;
-        }
-        kq = se->banded ? banded_logits_cached(g, se, k, k_g, q, q_g) : general_logits(g, se, k, k_g, q, q_g);
+        cur = se->flash_mask ? flash_attn_grouped(g, se, k, k_g, v, q, q_g, sinks, kq_scale, il)
+            : attend(g, se->banded ? banded_logits_cached(g, se, k, k_g, q, q_g) : general_logits(g, se, k, k_g, q, q_g),
+                     kq_mask, v, sinks, kq_scale, il);
     } else if (se->banded) {
-        kq = banded_logits(g, se, k, q, q_g, k_rot, freq_factors, il);
+        cur = attend(g, banded_logits(g, se, k, q, q_g, k_rot, freq_factors, il), kq_mask, v, sinks, kq_scale, il);
     } else {
         // grouped keys: the cached keys (true positions) rotated by dk
         ggml_tensor * k_g = rotate_cached_keys(g, k, k_rot, se->delta_k, freq_factors, il);
         g.cb(k_g, "se_k_grouped", il);
-        kq = general_logits(g, se, k, k_g, q, q_g);
+        cur = attend(g, general_logits(g, se, k, k_g, q, q_g), kq_mask, v, sinks, kq_scale, il);
     }
-    g.cb(kq, "se_kq", il);
-
-    if (hparams.attn_soft_cap) {
-        // as llama.cpp's non-flash attention: cap * tanh(kq / cap), then kq_scale in the softmax
-        kq = ggml_scale_inplace(ctx0, kq, 1.0f / hparams.f_attn_logit_softcapping);
-        kq = ggml_tanh_inplace(ctx0, kq);
-        kq = ggml_scale_inplace(ctx0, kq, hparams.f_attn_logit_softcapping);
-    }
-
-    // in place: the logits are this function's own, and vanilla attention's allocator
-    // reuses its kq for the softmax too (without this, compute buffers hold one more matrix)
-    kq = ggml_soft_max_ext_inplace(ctx0, kq, kq_mask, kq_scale, hparams.f_max_alibi_bias);
-    ggml_soft_max_add_sinks(kq, sinks); // attention sinks (gpt-oss): one more logit per head
-    g.cb(kq, "se_kq_soft_max", il);
-
-    // values as in llama.cpp's non-flash path; with flash attention on, V is stored
-    // untransposed (and may be quantized) and is brought into shape here
-    const bool v_trans = v->nb[1] > v->nb[2];
-    if (ggml_is_quantized(v->type)) {
-        v = ggml_cast(ctx0, v, GGML_TYPE_F32);
-    }
-    v = ggml_permute(ctx0, v, 0, 2, 1, 3);
-    if (!v_trans) {
-        v = ggml_cont(ctx0, ggml_transpose(ctx0, v));
-    }
-
-    ggml_tensor * kqv = ggml_mul_mat(ctx0, v, kq);
-    ggml_tensor * cur = ggml_permute(ctx0, kqv, 0, 2, 1, 3);
-    cur = ggml_cont_2d(ctx0, cur, cur->ne[0]*cur->ne[1], cur->ne[2]*cur->ne[3]);
 
     if (!g.cparams.offload_kqv) {
         // as in build_attn_mha: everything between the KV store and the output on the CPU

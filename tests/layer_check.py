@@ -19,6 +19,15 @@ import numpy as np
 from selfextend_gguf import _core
 
 
+# the check's standard run on the tiny models (trained context 64): 4x that context, G and
+# W within eq. 4, and the three ways of feeding a prompt that must all give Algorithm 1
+N_TOKENS = 256
+G, W = 6, 16
+TOL = 1e-3
+CHUNKS = {"one-shot": [N_TOKENS], "uneven-chunks": [1, 37, 100, 5, 64, 49],
+          "token-by-token": [40] + [1] * (N_TOKENS - 40)}
+
+
 @dataclass
 class RopeSpec:
     style: str                      # "norm": pairs (2m, 2m+1); "neox": pairs (m, m + n_rot/2)

@@ -6,14 +6,9 @@ is vanilla attention bit for bit."""
 import numpy as np
 import pytest
 
-from layer_check import RopeSpec, max_errors, run_captured
+from layer_check import CHUNKS, G, N_TOKENS as N, TOL, W, RopeSpec, max_errors, run_captured
 from selfextend_gguf import Llama, _core
 from tiny_arch_models import ARCHS, write_arch_model
-
-N = 256          # 4x the tiny models' trained context of 64
-G, W = 6, 16
-TOL = 1e-3
-CHUNKS = {"one-shot": [N], "uneven-chunks": [1, 37, 100, 5, 64, 49], "token-by-token": [40] + [1] * (N - 40)}
 
 
 @pytest.fixture(scope="module")

@@ -3,16 +3,9 @@ Self-Extend layer's output equals Algorithm 1 computed from the q, k and v the e
 captured, in one-shot prefill, uneven chunks and token by token, on every attention
 path; and the check fails when the rotation it assumes is wrong."""
 
-import numpy as np
 import pytest
 
-from layer_check import RopeSpec, max_errors, run_captured
-
-N = 256
-G, W = 6, 16
-TOL = 1e-3
-
-CHUNKS = {"one-shot": [N], "uneven-chunks": [1, 37, 100, 5, 64, 49], "token-by-token": [40] + [1] * (N - 40)}
+from layer_check import CHUNKS, G, N_TOKENS as N, TOL, W, RopeSpec, max_errors, run_captured
 
 
 def spec_of(model):
