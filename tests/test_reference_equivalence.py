@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
+from engine_logits import engine_logits as run_engine
 from reference import forward
-from selfextend_gguf import Llama, _core
+from selfextend_gguf import _core
 
 N = 256          # 4x the tiny models' trained context of 64
 G, W = 6, 16     # eq. 4: (64 - 16) * 6 + 16 = 304 >= 256
@@ -12,18 +13,9 @@ TOL = 1e-3
 
 
 def engine_logits(model, tokens, chunks=None, **kwargs):
-    options = dict(n_ctx=N, type_k="f32", type_v="f32", logits_all=True, group_size=G, neighbor_window=W)
+    options = dict(n_ctx=N, type_k="f32", type_v="f32", group_size=G, neighbor_window=W)
     options.update(kwargs)
-    llm = Llama(str(model.path), **options)
-    if chunks is None:
-        llm.eval(tokens)
-    else:
-        start = 0
-        for size in chunks:
-            llm.eval(tokens[start:start + size])
-            start += size
-        assert start == len(tokens)
-    return llm.scores[:len(tokens)].copy()
+    return run_engine(model.path, tokens, chunks, **options)
 
 
 @pytest.fixture(scope="module")

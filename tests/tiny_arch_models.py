@@ -65,7 +65,7 @@ class _Builder:
         self.n_layer = n_layer
         self.rng = np.random.default_rng(seed)
         self.weights: Dict[str, np.ndarray] = {}
-        self.keys: Dict[str, Tuple[str, float]] = {}  # suffix -> ("u32" | "f32", value)
+        self.keys: Dict[str, Tuple[str, float]] = {}  # suffix -> ("u32" | "f32" | "bool" | "arr", value)
 
     # sizes
     @property
@@ -107,17 +107,22 @@ class _Builder:
     def flag(self, suffix: str, value: bool) -> None:
         self.keys[suffix] = ("bool", bool(value))
 
+    def arr(self, suffix: str, values) -> None:
+        self.keys[suffix] = ("arr", [int(v) for v in values])
+
 
 # --- building blocks shared by the recipes -------------------------------------------
 
-def _embeddings(b: _Builder, tied: bool = False, layer_norm: bool = False, output_bias: bool = False) -> None:
+def _embeddings(b: _Builder, tied: bool = False, layer_norm: bool = False, output_bias: bool = False,
+                output_norm: bool = True) -> None:
     # tied models (gemma family) scale the input by sqrt(n_embd): small embeddings keep the
     # residual stream at unit size, so attention still shows, and logits at std ~2
     scale = 2.0 / np.sqrt(b.n_embd) if tied else 1.0
     b.put("token_embd.weight", scale * b.rng.standard_normal((N_VOCAB, b.n_embd)))
-    b.norm("output_norm.weight", b.n_embd)
-    if layer_norm:
-        b.bias("output_norm.bias", b.n_embd, scale=0.1)
+    if output_norm:
+        b.norm("output_norm.weight", b.n_embd)
+        if layer_norm:
+            b.bias("output_norm.bias", b.n_embd, scale=0.1)
     if not tied:
         b.mat("output.weight", N_VOCAB, b.n_embd, scale=2.0)
         if output_bias:
@@ -125,31 +130,42 @@ def _embeddings(b: _Builder, tied: bool = False, layer_norm: bool = False, outpu
 
 
 def _attention(b: _Builder, i: int, norm: Optional[str] = "rms", qkv_bias: bool = False,
-               out_bias: bool = False) -> None:
+               out_bias: bool = False, fused: bool = False, n_head_kv: Optional[int] = None) -> None:
+    """fused: one attn_qkv matrix (q rows, then k, then v) that the graph splits by views.
+    n_head_kv: this layer's own count, where the arch reads one per layer (deci)."""
     p = f"blk.{i}."
+    kv_dim = b.kv_dim if n_head_kv is None else n_head_kv * b.hd
     if norm:
         b.norm(p + "attn_norm.weight", b.n_embd)
         if norm == "layer":
             b.bias(p + "attn_norm.bias", b.n_embd, scale=0.1)
-    b.mat(p + "attn_q.weight", b.q_dim, b.n_embd, scale=QK_SCALE)
-    b.mat(p + "attn_k.weight", b.kv_dim, b.n_embd, scale=QK_SCALE)
-    b.mat(p + "attn_v.weight", b.kv_dim, b.n_embd)
-    if qkv_bias:
-        b.bias(p + "attn_q.bias", b.q_dim)
-        b.bias(p + "attn_k.bias", b.kv_dim)
-        b.bias(p + "attn_v.bias", b.kv_dim)
+    if fused:
+        parts = [b.rng.standard_normal((rows, b.n_embd)) * scale / np.sqrt(b.n_embd)
+                 for rows, scale in ((b.q_dim, QK_SCALE), (kv_dim, QK_SCALE), (kv_dim, 1.0))]
+        b.put(p + "attn_qkv.weight", np.concatenate(parts))
+        if qkv_bias:
+            b.bias(p + "attn_qkv.bias", b.q_dim + 2 * kv_dim)
+    else:
+        b.mat(p + "attn_q.weight", b.q_dim, b.n_embd, scale=QK_SCALE)
+        b.mat(p + "attn_k.weight", kv_dim, b.n_embd, scale=QK_SCALE)
+        b.mat(p + "attn_v.weight", kv_dim, b.n_embd)
+        if qkv_bias:
+            b.bias(p + "attn_q.bias", b.q_dim)
+            b.bias(p + "attn_k.bias", kv_dim)
+            b.bias(p + "attn_v.bias", kv_dim)
     b.mat(p + "attn_output.weight", b.n_embd, b.q_dim)
     if out_bias:
         b.bias(p + "attn_output.bias", b.n_embd, scale=0.1)
 
 
-def _gated_ffn(b: _Builder, i: int, norm: bool = True) -> None:
-    p, ff = f"blk.{i}.", b.o["n_ff"]
+def _gated_ffn(b: _Builder, i: int, norm: bool = True, n_ff: Optional[int] = None, suffix: str = "") -> None:
+    """suffix "_shexp": a MoE layer's shared expert."""
+    p, ff = f"blk.{i}.", n_ff or b.o["n_ff"]
     if norm:
         b.norm(p + "ffn_norm.weight", b.n_embd)
-    b.mat(p + "ffn_gate.weight", ff, b.n_embd)
-    b.mat(p + "ffn_up.weight", ff, b.n_embd)
-    b.mat(p + "ffn_down.weight", b.n_embd, ff)
+    b.mat(p + f"ffn_gate{suffix}.weight", ff, b.n_embd)
+    b.mat(p + f"ffn_up{suffix}.weight", ff, b.n_embd)
+    b.mat(p + f"ffn_down{suffix}.weight", b.n_embd, ff)
 
 
 def _plain_ffn(b: _Builder, i: int, norm: bool = True) -> None:
@@ -167,6 +183,31 @@ def _plain_ffn(b: _Builder, i: int, norm: bool = True) -> None:
 def _qk_norms(b: _Builder, i: int, q_size: int, k_size: int) -> None:
     b.norm(f"blk.{i}.attn_q_norm.weight", q_size)
     b.norm(f"blk.{i}.attn_k_norm.weight", k_size)
+
+
+def _experts(b: _Builder, i: int, n_ff: Optional[int] = None, bias: bool = False) -> None:
+    """The router and the stacked experts (SwiGLU), each (n_expert, out, in)."""
+    p, n_exp, ff = f"blk.{i}.", b.o["n_expert"], n_ff or b.o["n_ff"]
+    b.mat(p + "ffn_gate_inp.weight", n_exp, b.n_embd)
+    if bias:
+        b.bias(p + "ffn_gate_inp.bias", n_exp, scale=0.1)
+    for name, rows, cols in (("gate", ff, b.n_embd), ("up", ff, b.n_embd), ("down", b.n_embd, ff)):
+        b.mat(p + f"ffn_{name}_exps.weight", n_exp, rows, cols)
+        if bias:
+            b.bias(p + f"ffn_{name}_exps.bias", n_exp, rows, scale=0.1)
+
+
+def _expert_keys(b: _Builder, n_ff_exp: Optional[int] = None) -> None:
+    b.u32("expert_count", b.o["n_expert"])
+    b.u32("expert_used_count", b.o["n_expert_used"])
+    if n_ff_exp:
+        b.u32("expert_feed_forward_length", n_ff_exp)
+
+
+def _rope_freqs(b: _Builder) -> None:
+    # llama3-style frequency factors (rope_freqs.weight, one for all layers): 1 for the
+    # fastest pairs up to 8 for the slowest, so each pair turns at its own rate
+    b.put("rope_freqs.weight", np.geomspace(1.0, 8.0, b.o["n_rot"] // 2))
 
 
 # --- one function per architecture: its tensors and its own keys ----------------------
@@ -272,24 +313,189 @@ def _gemma3(b: _Builder) -> None:
 
 
 def _gpt_oss(b: _Builder) -> None:
-    n_exp, ff = b.o["n_expert"], b.o["n_ff"]
     _embeddings(b)
     for i in range(b.n_layer):
         p = f"blk.{i}."
         _attention(b, i, qkv_bias=True, out_bias=True)
         b.put(p + "attn_sinks.weight", b.rng.normal(1.0, 1.0, b.o["n_head"]))
         b.norm(p + "post_attention_norm.weight", b.n_embd)  # the pre-MoE norm
-        b.mat(p + "ffn_gate_inp.weight", n_exp, b.n_embd)
-        b.bias(p + "ffn_gate_inp.bias", n_exp, scale=0.1)
-        b.mat(p + "ffn_gate_exps.weight", n_exp, ff, b.n_embd)
-        b.bias(p + "ffn_gate_exps.bias", n_exp, ff, scale=0.1)
-        b.mat(p + "ffn_up_exps.weight", n_exp, ff, b.n_embd)
-        b.bias(p + "ffn_up_exps.bias", n_exp, ff, scale=0.1)
-        b.mat(p + "ffn_down_exps.weight", n_exp, b.n_embd, ff)
-        b.bias(p + "ffn_down_exps.bias", n_exp, b.n_embd, scale=0.1)
-    b.u32("expert_count", n_exp)
-    b.u32("expert_used_count", b.o["n_expert_used"])
-    b.u32("expert_feed_forward_length", ff)
+        _experts(b, i, bias=True)
+    _expert_keys(b, b.o["n_ff"])
+
+
+def _qwen2moe(b: _Builder) -> None:
+    _embeddings(b)  # output.weight is required
+    for i in range(b.n_layer):
+        _attention(b, i, qkv_bias=True)
+        b.norm(f"blk.{i}.ffn_norm.weight", b.n_embd)
+        _experts(b, i)
+        b.mat(f"blk.{i}.ffn_gate_inp_shexp.weight", b.n_embd)  # one row: the shared expert's sigmoid gate
+        _gated_ffn(b, i, norm=False, suffix="_shexp")
+    _expert_keys(b, b.o["n_ff"])
+    b.u32("expert_shared_feed_forward_length", b.o["n_ff"])
+
+
+def _qwen3moe(b: _Builder) -> None:
+    _embeddings(b)
+    for i in range(b.n_layer):
+        _attention(b, i)
+        _qk_norms(b, i, b.hd, b.hd)
+        b.norm(f"blk.{i}.ffn_norm.weight", b.n_embd)
+        _experts(b, i)
+    _expert_keys(b, b.o["n_ff"])
+
+
+def _olmo(b: _Builder) -> None:
+    _embeddings(b, output_norm=False)  # every norm is a layer norm without weight or bias
+    for i in range(b.n_layer):
+        _attention(b, i, norm=None)
+        _gated_ffn(b, i, norm=False)
+    b.f32("attention.clamp_kqv", 8.0)  # q, k and v clamped before RoPE, as in OLMo-7B-0424
+
+
+def _olmoe(b: _Builder) -> None:
+    _embeddings(b)  # output.weight is required
+    for i in range(b.n_layer):
+        _attention(b, i)
+        _qk_norms(b, i, b.q_dim, b.kv_dim)  # over all heads; the loader sizes both by n_embd
+        b.norm(f"blk.{i}.ffn_norm.weight", b.n_embd)
+        _experts(b, i)  # experts sized by feed_forward_length
+    _expert_keys(b)
+
+
+def _falcon(b: _Builder) -> None:
+    _embeddings(b, layer_norm=True)
+    for i in range(b.n_layer):
+        # parallel block: the MLP reads attn_norm's output too; no biases on the matrices
+        _attention(b, i, norm="layer", fused=True)
+        b.mat(f"blk.{i}.ffn_up.weight", b.o["n_ff"], b.n_embd)
+        b.mat(f"blk.{i}.ffn_down.weight", b.n_embd, b.o["n_ff"])
+
+
+def _gptneox(b: _Builder) -> None:
+    _embeddings(b, layer_norm=True)
+    for i in range(b.n_layer):
+        _attention(b, i, norm="layer", qkv_bias=True, out_bias=True, fused=True)
+        _plain_ffn(b, i)
+    b.flag("use_parallel_residual", True)  # required; true as in Pythia: x + attn(ln1 x) + mlp(ln2 x)
+
+
+def _internlm2(b: _Builder) -> None:
+    _llama_like(b)  # the loader also takes a fused attn_qkv; convert_hf_to_gguf splits it
+
+
+def _minicpm(b: _Builder) -> None:
+    _llama_like(b)  # the granite graph
+    b.f32("embedding_scale", 0.5)  # left out, llama.cpp would use MiniCPM's own 12, 1.4/sqrt(n_layer), 256/n_embd
+    b.f32("residual_scale", 0.5)
+    b.f32("logit_scale", 0.5)
+
+
+def _command_r(b: _Builder) -> None:
+    _embeddings(b, tied=True)  # output is always token_embd; no input scaling, so the stream starts small
+    for i in range(b.n_layer):
+        _attention(b, i)  # a layer norm without bias: the same one weight as an RMS norm
+        _gated_ffn(b, i, norm=False)  # parallel block: the FFN reads attn_norm's output
+
+
+def _exaone(b: _Builder) -> None:
+    _llama_like(b)
+    _rope_freqs(b)  # optional; EXAONE 3.5 files carry them
+
+
+def _granitemoe(b: _Builder) -> None:
+    _embeddings(b)
+    for i in range(b.n_layer):
+        _attention(b, i)
+        b.norm(f"blk.{i}.ffn_norm.weight", b.n_embd)
+        _experts(b, i)  # experts sized by feed_forward_length
+    _expert_keys(b)
+    b.f32("logit_scale", 0.5)
+    b.f32("residual_scale", 0.5)
+    b.f32("embedding_scale", 0.5)
+    b.f32("attention.scale", 0.25)
+
+
+def _ernie4_5(b: _Builder) -> None:
+    _llama_like(b)
+
+
+def _seed_oss(b: _Builder) -> None:
+    _embeddings(b)
+    for i in range(b.n_layer):
+        _attention(b, i, qkv_bias=True)
+        b.norm(f"blk.{i}.post_attention_norm.weight", b.n_embd)  # the pre-FFN norm
+        _gated_ffn(b, i, norm=False)
+
+
+def _mistral3(b: _Builder) -> None:
+    _llama_like(b)
+    # per-token temperature, q *= 1 + beta * log(1 + floor(pos / n_ctx_train)), applied to
+    # q after RoPE; beta as Ministral 3's llama_4_scaling_beta
+    b.f32("attention.temperature_scale", 0.1)
+
+
+def _deci_kv(b: _Builder, il: int) -> int:
+    # per-layer KV head counts as in Nemotron-51B: GQA of varying width, and "linear
+    # attention" layers (no KV heads: only attn_output over the normed input, no q, k or RoPE)
+    return (b.o["n_head_kv"], 1, 0)[il % 3]
+
+
+def _deci(b: _Builder) -> None:
+    _embeddings(b)
+    for i in range(b.n_layer):
+        if _deci_kv(b, i):
+            _attention(b, i, n_head_kv=_deci_kv(b, i))
+        else:
+            b.norm(f"blk.{i}.attn_norm.weight", b.n_embd)
+            b.mat(f"blk.{i}.attn_output.weight", b.n_embd, b.n_embd)
+        _gated_ffn(b, i)
+    b.arr("attention.head_count_kv", [_deci_kv(b, i) for i in range(b.n_layer)])
+
+
+def _qwen(b: _Builder) -> None:
+    _embeddings(b)
+    for i in range(b.n_layer):
+        _attention(b, i, qkv_bias=True, fused=True)
+        _gated_ffn(b, i, n_ff=b.o["n_ff"] // 2)  # the loader halves feed_forward_length
+
+
+def _llama4(b: _Builder) -> None:
+    _embeddings(b)
+    for i in range(b.n_layer):
+        _attention(b, i)
+        if (i + 1) % 2 == 0:  # interleave_moe_layer_step: every 2nd layer is MoE
+            b.norm(f"blk.{i}.ffn_norm.weight", b.n_embd)
+            _experts(b, i)
+            _gated_ffn(b, i, norm=False, suffix="_shexp")  # shared expert, as wide as one expert
+        else:
+            _gated_ffn(b, i)
+    _rope_freqs(b)
+    _expert_keys(b, b.o["n_ff"])
+    b.u32("interleave_moe_layer_step", 2)
+
+
+def _graniteswitch(b: _Builder) -> None:
+    # one adapter, turned on by token 100 (in each test prompt): from there on every token
+    # adds its LoRA delta (slot 1; slot 0, the base, is zero) to q, k, v, o and the FFN. The
+    # adapter's slot comes from a router attention layer (index n_layer, outside rope_pattern
+    # and n_layer()) that the loader adds itself, with no tensors
+    rank, n_slots, ff = 4, 2, b.o["n_ff"]
+    _embeddings(b)
+    for i in range(b.n_layer):
+        _attention(b, i, fused=True)
+        _gated_ffn(b, i)
+        for name, n_in, n_out in (("attn_q", b.n_embd, b.q_dim), ("attn_k", b.n_embd, b.kv_dim),
+                                  ("attn_v", b.n_embd, b.kv_dim), ("attn_output", b.q_dim, b.n_embd),
+                                  ("ffn_gate", b.n_embd, ff), ("ffn_up", b.n_embd, ff), ("ffn_down", ff, b.n_embd)):
+            b.mat(f"blk.{i}.{name}.lora_a", n_slots, rank, n_in)
+            b.mat(f"blk.{i}.{name}.lora_b", n_slots, n_out, rank, scale=0.5)
+            b.weights[f"blk.{i}.{name}.lora_b"][0] = 0.0
+    b.u32("adapters.count", 1)
+    b.u32("adapters.lora_rank", rank)
+    b.arr("adapters.token_ids_activate", [100])
+    b.arr("adapters.token_ids_substitute", [35])  # the activating token is embedded as this one
+    b.f32("logit_scale", 0.5)  # required, as in granite
 
 
 @dataclass(frozen=True)
@@ -300,6 +506,7 @@ class _Recipe:
     n_layer: int = 2
     defaults: Dict[str, object] = field(default_factory=dict)
     q_is_n_embd: bool = False         # loader sizes q and attn_output by n_embd: head_dim fixed
+    mha: bool = False                 # loader sizes k (or its norm) by n_embd: n_head_kv == n_head
     partial_rope: bool = False        # graph allows n_rot < head_dim
     swa: str = "none"                 # "none", "optional" (only with a window), "always"
     swa_pattern: int = 0              # llama.cpp's default: layer il is SWA iff il % p < p - 1
@@ -327,6 +534,31 @@ _RECIPES: Dict[str, _Recipe] = {
                       reads_swa_base=True, defaults=dict(swa_window=16)),
     "gpt-oss": _Recipe(_gpt_oss, "neox", swa="always", swa_pattern=2, reads_swa_base=True,
                        defaults=dict(swa_window=16, n_expert=4, n_expert_used=2, n_ff=64)),
+    "qwen2moe": _Recipe(_qwen2moe, "neox", q_is_n_embd=True, defaults=dict(n_expert=4, n_expert_used=2, n_ff=64)),
+    "qwen3moe": _Recipe(_qwen3moe, "neox", defaults=dict(head_dim=64, n_expert=4, n_expert_used=2, n_ff=64)),
+    "olmo": _Recipe(_olmo, "norm", norm="layer", q_is_n_embd=True),
+    "olmoe": _Recipe(_olmoe, "neox", q_is_n_embd=True, mha=True,
+                     defaults=dict(n_head_kv=4, n_expert=4, n_expert_used=2, n_ff=64)),
+    "falcon": _Recipe(_falcon, "neox", norm="layer", q_is_n_embd=True, defaults=dict(n_head_kv=1)),  # MQA as Falcon-7B
+    "gptneox": _Recipe(_gptneox, "neox", norm="layer", q_is_n_embd=True, partial_rope=True,
+                       defaults=dict(n_rot=8)),  # Pythia's rotary_pct 0.25
+    "internlm2": _Recipe(_internlm2, "norm", q_is_n_embd=True),
+    "minicpm": _Recipe(_minicpm, "norm"),
+    "command-r": _Recipe(_command_r, "norm", norm="layer", q_is_n_embd=True),
+    "exaone": _Recipe(_exaone, "neox"),
+    "granitemoe": _Recipe(_granitemoe, "norm", defaults=dict(n_expert=4, n_expert_used=2, n_ff=64)),
+    "ernie4_5": _Recipe(_ernie4_5, "norm"),
+    "seed_oss": _Recipe(_seed_oss, "neox", defaults=dict(head_dim=64)),
+    "mistral3": _Recipe(_mistral3, "norm"),
+    "deci": _Recipe(_deci, "norm", n_layer=3, unroped=lambda n_layer: {il for il in range(n_layer) if il % 3 == 2}),
+    "qwen": _Recipe(_qwen, "neox", q_is_n_embd=True, mha=True, defaults=dict(n_head_kv=4)),
+    # a sliding_window key other than 0 turns on chunked attention (llama.cpp forces chunks
+    # of 8192) on the layers il % p < p - 1, and leaves every 4th layer without RoPE; with
+    # Llama 4's p = 4 no layer would be both global and roped, so p = 2 here (layer 1 is)
+    "llama4": _Recipe(_llama4, "norm", n_layer=4, swa="always", swa_pattern=4, reads_swa_base=True,
+                      defaults=dict(swa_window=8192, swa_pattern=2, n_expert=4, n_expert_used=1, n_ff=64),
+                      unroped=lambda n_layer: {il for il in range(n_layer) if (il + 1) % 4 == 0}),
+    "graniteswitch": _Recipe(_graniteswitch, "norm"),
 }
 
 ARCHS: Tuple[str, ...] = tuple(_RECIPES)
@@ -349,6 +581,8 @@ def _resolve(arch: str, recipe: _Recipe, overrides: dict) -> dict:
         raise ValueError(f"{arch}: n_rot must be even and in (0, head_dim]")
     if o["n_head"] % o["n_head_kv"]:
         raise ValueError("n_head must be a multiple of n_head_kv")
+    if recipe.mha and o["n_head_kv"] != o["n_head"]:
+        raise ValueError(f"{arch}: llama.cpp's loader needs n_head_kv == n_head here")
     if recipe.swa == "always" and o["swa_window"] <= 0:
         raise ValueError(f"{arch}: llama.cpp always uses a sliding window here; give swa_window > 0")
     if recipe.swa == "none" and (o["swa_window"] or o["swa_pattern"]):
@@ -373,9 +607,9 @@ def _swa_layers(recipe: _Recipe, o: dict, n_layer: int) -> Set[int]:
 def write_arch_model(directory: Path, arch: str, seed: int = 0, n_layer: Optional[int] = None,
                      n_ctx_train: int = 64, **overrides) -> ArchModel:
     """Write a tiny random `arch` model to directory/tiny-<arch>.gguf. n_layer defaults
-    to the smallest count that shows the arch's layer pattern (smollm3 4, gemma3 6, else 2).
-    Overrides: n_embd, n_head, n_head_kv, head_dim, n_ff, n_rot, rope_base, norm_eps,
-    swa_window, swa_pattern, attn_softcap (gemma2), n_expert, n_expert_used (gpt-oss)."""
+    to the smallest count that shows the arch's layer pattern (smollm3 and llama4 4, deci 3,
+    gemma3 6, else 2). Overrides: n_embd, n_head, n_head_kv, head_dim, n_ff, n_rot, rope_base,
+    norm_eps, swa_window, swa_pattern, attn_softcap (gemma2), n_expert, n_expert_used (MoE archs)."""
     import gguf
 
     if arch not in _RECIPES:
@@ -404,7 +638,8 @@ def write_arch_model(directory: Path, arch: str, seed: int = 0, n_layer: Optiona
     writer.add_block_count(n_layer)
     writer.add_feed_forward_length(o["n_ff"])
     writer.add_head_count(o["n_head"])
-    writer.add_head_count_kv(o["n_head_kv"])
+    if "attention.head_count_kv" not in b.keys:  # deci writes one count per layer
+        writer.add_head_count_kv(o["n_head_kv"])
     writer.add_key_length(o["head_dim"])
     writer.add_value_length(o["head_dim"])
     writer.add_rope_dimension_count(o["n_rot"])
@@ -414,7 +649,8 @@ def write_arch_model(directory: Path, arch: str, seed: int = 0, n_layer: Optiona
     else:
         writer.add_layer_norm_eps(o["norm_eps"])
     for suffix, (kind, value) in b.keys.items():
-        add = {"u32": writer.add_uint32, "f32": writer.add_float32, "bool": writer.add_bool}[kind]
+        add = {"u32": writer.add_uint32, "f32": writer.add_float32, "bool": writer.add_bool,
+               "arr": writer.add_array}[kind]
         add(f"{arch}.{suffix}", value)
     writer.add_file_type(gguf.LlamaFileType.ALL_F32)
     _add_byte_tokenizer(writer)

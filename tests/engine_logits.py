@@ -1,0 +1,17 @@
+"""The engine's logits for every position of a prompt, fed in given chunk sizes (one
+shot when chunks is None), for comparison with a NumPy reference."""
+
+from selfextend_gguf import Llama
+
+
+def engine_logits(model_path, tokens, chunks=None, **options):
+    llm = Llama(str(model_path), logits_all=True, **options)
+    if chunks is None:
+        llm.eval(tokens)
+    else:
+        start = 0
+        for size in chunks:
+            llm.eval(tokens[start:start + size])
+            start += size
+        assert start == len(tokens)
+    return llm.scores[:len(tokens)].copy()
