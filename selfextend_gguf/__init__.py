@@ -5,6 +5,8 @@ from .llama import LLAMA_DEFAULT_SEED, Llama
 from .model_path import default_model_path
 from .self_extend import SelfExtend
 from .system_info import system_info
+from .tuning import tune
 
 __version__ = "0.1.0"
-__all__ = ["Llama", "LlamaCppError", "LLAMA_DEFAULT_SEED", "SelfExtend", "default_model_path", "system_info", "__version__"]
+__all__ = ["Llama", "LlamaCppError", "LLAMA_DEFAULT_SEED", "SelfExtend", "default_model_path", "system_info", "tune",
+           "__version__"]

@@ -1,4 +1,4 @@
-"""Command line: `selfextend-gguf complete | passkey | chat | serve | eval | info | demo`
+"""Command line: `selfextend-gguf complete | passkey | chat | serve | eval | tune | info | demo`
 (also `python -m selfextend_gguf`)."""
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ def _open_llama(args, n_ctx: int, group_size: Optional[int] = None) -> Llama:
 
 def _describe(llm: Llama) -> str:
     se = llm.self_extend
-    mode = f"Self-Extend G={se.group_size} W={se.neighbor_window}" if se else "vanilla attention"
+    mode = (f"Self-Extend G={se.group_size} W={se.neighbor_window} ({llm.self_extend_origin})" if se
+            else "vanilla attention")
     return f"n_ctx={llm.n_ctx()} (trained {llm.n_ctx_train()}), {mode}"
 
 
@@ -226,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .eval.cli import add_parser as add_eval_parser
     add_eval_parser(sub)
+    from .tuning.cli import add_parser as add_tune_parser
+    add_tune_parser(sub)
 
     p = sub.add_parser("info", help="version, llama.cpp pin, compiled CPU features and backends (for bug reports)")
     p.add_argument("--json", action="store_true", help="print one JSON object")

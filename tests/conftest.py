@@ -1,7 +1,14 @@
+import os
+import tempfile
+
 import numpy as np
 import pytest
 
 from tiny_models import TinyConfig, write_tiny_model
+
+# settings remembered by `selfextend-gguf tune` on this machine must not change what the
+# tests expect from eq. 5: the tests (and the processes they start) use their own file
+os.environ["SELFEXTEND_GGUF_TUNED"] = os.path.join(tempfile.mkdtemp(prefix="se-tuned-"), "tuned-settings.json")
 
 
 @pytest.fixture(scope="session")

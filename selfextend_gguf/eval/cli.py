@@ -99,7 +99,8 @@ def run(args) -> int:
         from . import perplexity
         text = args.text.read_text(encoding="utf-8") if args.text else None
         log = perplexity.run(args.model, args.methods, args.lengths, out, text=text, windows=args.windows,
-                             threads=args.threads, text_name=args.text.name if args.text else None)
+                             threads=args.threads, text_name=args.text.name if args.text else None,
+                             group_size=args.group_size, neighbor_window=args.neighbor_window)
         report = perplexity.write_report(log, out, command)
     else:
         from . import speed

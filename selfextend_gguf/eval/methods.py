@@ -72,7 +72,9 @@ def build_runner(method: str, model_path: Optional[str], length: int, n_ctx_trai
     L = n_ctx_train
 
     if method == "self-extend":
-        llm = Llama(model_path, n_ctx=n_ctx, group_size=group_size, neighbor_window=neighbor_window, **common)
+        # "self-extend" means eq. 5 unless G/W are given, even after `tune` remembered a setting
+        llm = Llama(model_path, n_ctx=n_ctx, group_size=group_size, neighbor_window=neighbor_window,
+                    use_tuned_setting=False, **common)
         s = llm.self_extend
         settings = {"group_size": s.group_size, "neighbor_window": s.neighbor_window} if s else {}
         return Runner(method, llm, lambda t, m: _greedy_text(llm, t, m), settings)

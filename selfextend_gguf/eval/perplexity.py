@@ -4,46 +4,16 @@ every scored token sees about N tokens of context."""
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 import numpy as np
 
+from ..texts import default_text
 from .methods import build_runner, n_ctx_train_of
 from .results import ResultLog, command_line
-
-LICENSE_TEXTS = "/usr/share/common-licenses/*"
-# the King James Bible (public domain) from Debian's bible-kjv-text, printed by bible-kjv's
-# `bible` reader (the data file itself is compressed in its own format)
-BIBLE_BOOKS = ("Genesis1:1-50:26", "Exodus1:1-40:38")
-
-
-def bible_text() -> Optional[str]:
-    if shutil.which("bible") is None:
-        return None
-    try:
-        done = subprocess.run(["bible", "-l1000", *BIBLE_BOOKS], capture_output=True, text=True, timeout=120)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout if done.returncode == 0 and len(done.stdout) > 100_000 else None
-
-
-def default_text() -> Tuple[str, str]:
-    """(name, text): the King James Bible if `apt install bible-kjv` was done, else the
-    license texts shipped with Debian (each file once)."""
-    text = bible_text()
-    if text:
-        return "bible-kjv", text
-    files = sorted(f for f in glob.glob(LICENSE_TEXTS) if os.path.isfile(f) and not os.path.islink(f))
-    if files:
-        return "common-licenses", "\n\n".join(open(f, encoding="utf-8", errors="replace").read() for f in files)
-    raise FileNotFoundError("no default text found; pass --text FILE or apt install bible-kjv")
 
 
 def nll(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -55,7 +25,8 @@ def nll(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 def run(model: Optional[str], methods: Sequence[str], lengths: Sequence[int], out_dir: Path,
         text: Optional[str] = None, windows: int = 2, stride: int = 256, threads: Optional[int] = None,
-        text_name: Optional[str] = None) -> ResultLog:
+        text_name: Optional[str] = None, group_size: Optional[int] = None,
+        neighbor_window: Optional[int] = None) -> ResultLog:
     """Window w scores the same `stride` tokens at every length: they start at token
     max(lengths) + w * stride of the text, and a window of N tokens ends with them, so
     only the amount of context differs between lengths."""
@@ -78,7 +49,8 @@ def run(model: Optional[str], methods: Sequence[str], lengths: Sequence[int], ou
                 cell = dict(method=method, length=length, window=w, text=text_name, scored_from=scored_from)
                 if log.has(**cell):
                     continue
-                runner = runner or build_runner(method, model, length, n_ctx_train, threads=threads)
+                runner = runner or build_runner(method, model, length, n_ctx_train, group_size, neighbor_window,
+                                                threads=threads)
                 if tokens is None:
                     tokens = runner.llm.tokenize(text, add_bos=False)
                     if len(tokens) < anchor + stride * windows:
