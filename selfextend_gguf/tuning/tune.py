@@ -46,10 +46,6 @@ class TuneResult:
     def best(self) -> CandidateResult:
         return max(self.results, key=lambda r: r.rank_key)
 
-    @property
-    def eq5(self) -> Optional[CandidateResult]:
-        return next((r for r in self.results if r.candidate.why == "eq. 5"), None)
-
     def command(self, model_arg: str = "MODEL") -> str:
         best = self.best.candidate
         return (f"selfextend-gguf complete --model {model_arg} --n-ctx {self.length} "
