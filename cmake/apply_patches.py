@@ -1,7 +1,10 @@
 """Apply patches/NNNN-*.patch to a llama.cpp tree, in order, idempotently.
 
 A patch that is already applied is skipped. A patch that neither applies nor is
-already applied stops the build with a message to regenerate it against the pin.
+already applied stops the build with a message to regenerate it against the pin. So
+does a patch that both applies and looks applied: its context occurs more than once,
+and applying it again would patch a second place (this happened once: a concat fix
+landed three times in ggml's repeat).
 
 Usage: python apply_patches.py LLAMA_TREE PATCH_DIR
 """
@@ -30,11 +33,18 @@ def patch_files(patch_dir: Path) -> list[Path]:
 
 def apply_all(tree: Path, patch_dir: Path) -> None:
     for patch in patch_files(patch_dir):
-        if _git_apply(tree, patch, "--check"):
+        applies = _git_apply(tree, patch, "--check")
+        applied = _git_apply(tree, patch, "--check", "--reverse")
+        if applies and applied:
+            raise SystemExit(
+                f"apply_patches.py: error: {patch.name} both applies to {tree} and looks already applied: "
+                f"its context occurs more than once. Give the hunks unique context and regenerate it "
+                f"(make patches LLAMA_DEV=...).")
+        if applies:
             if not _git_apply(tree, patch):
                 raise SystemExit(f"apply_patches.py: error: {patch.name} passed --check but failed to apply")
             print(f"-- selfextend-gguf: applied {patch.name}", file=sys.stderr)
-        elif _git_apply(tree, patch, "--check", "--reverse"):
+        elif applied:
             print(f"-- selfextend-gguf: already applied {patch.name}", file=sys.stderr)
         else:
             raise SystemExit(

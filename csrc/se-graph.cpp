@@ -427,9 +427,12 @@ ggml_tensor * rope_delta(const llm_graph_context & g, ggml_tensor * x, ggml_tens
     const float unit_attn_factor = g.ext_factor != 0.0f
         ? 1.0f / (1.0f + 0.1f * logf(1.0f / g.freq_scale))
         : 1.0f;
-    return ggml_rope_ext(g.ctx0, x, pos, freq_factors,
+    ggml_tensor * r = ggml_rope_ext(g.ctx0, x, pos, freq_factors,
             g.hparams.n_rot(il), g.hparams.rope_type, g.n_ctx_orig, g.freq_base, g.freq_scale,
             g.ext_factor, unit_attn_factor, g.beta_fast, g.beta_slow);
+    // the same dims as the forward rope: the trailing ones for MiniCPM3 and PLM
+    const int32_t first_dim = llama_se_rope_offset(g.arch, g.hparams, il);
+    return first_dim > 0 ? ggml_rope_set_offset(r, first_dim) : r;
 }
 
 // The cached keys [d, heads_kv, n_kv, n_stream] rotated per cell by `delta` (I32

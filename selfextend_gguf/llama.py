@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 import numpy as np
 
 from . import _core
-from . import chat_format, context_options, package_models, responses
+from . import chat_format, context_options, engine_limits, package_models, responses
 from . import self_extend as se
 from . import tuned_settings
 from .generation import Generation
@@ -119,6 +119,7 @@ class Llama:
         _check_model_file(self.model_path)
         self._model = _core.Model(self.model_path, n_gpu_layers=n_gpu_layers)
 
+        engine_limits.check(self._model.meta("general.architecture") or "", bool(flash_attn))
         n_ctx_train = self._model.n_ctx_train()
         if n_ctx == 0:
             n_ctx = n_ctx_train

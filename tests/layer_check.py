@@ -31,14 +31,15 @@ CHUNKS = {"one-shot": [N_TOKENS], "uneven-chunks": [1, 37, 100, 5, 64, 49],
 @dataclass
 class RopeSpec:
     style: str                      # "norm": pairs (2m, 2m+1); "neox": pairs (m, m + n_rot/2)
-    n_rot: int                      # rotated dims (the first n_rot of each head)
+    n_rot: int                      # rotated dims of each head
     base: float = 10000.0
     freq_scale: float = 1.0
     freq_factors: Optional[np.ndarray] = None
+    offset: int = 0                 # the first rotated dim (MiniCPM3, PLM: the trailing n_rot)
 
 
 def rotate(x: np.ndarray, delta: np.ndarray, spec: RopeSpec) -> np.ndarray:
-    """x: (T, heads, D) rotated by delta positions (T,) on its first n_rot dims."""
+    """x: (T, heads, D) rotated by delta positions (T,) on dims [offset, offset + n_rot)."""
     n_rot = spec.n_rot
     half = n_rot // 2
     theta = spec.base ** (-2.0 * np.arange(half) / n_rot) * spec.freq_scale
@@ -47,7 +48,7 @@ def rotate(x: np.ndarray, delta: np.ndarray, spec: RopeSpec) -> np.ndarray:
     ang = delta[:, None].astype(np.float64) * theta[None, :]
     cos, sin = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
     out = x.astype(np.float64).copy()
-    r = out[..., :n_rot]
+    r = out[..., spec.offset:spec.offset + n_rot]
     if spec.style == "norm":
         a, b = r[..., 0::2].copy(), r[..., 1::2].copy()
         r[..., 0::2] = a * cos - b * sin

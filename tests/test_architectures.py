@@ -22,7 +22,9 @@ def expected_layers(m):
 
 
 def rope_spec(m):
-    return RopeSpec(m.rope_type, m.n_rot, m.rope_base, freq_factors=m.weights.get("rope_freqs.weight"))
+    # n_ctx beyond the trained context: llama.cpp takes the long LongRoPE factors where a model has them
+    factors = m.weights.get("rope_freqs.weight", m.weights.get("rope_factors_long.weight"))
+    return RopeSpec(m.rope_type, m.n_rot, m.rope_base, freq_factors=factors, offset=m.rope_offset)
 
 
 def sinks_of(m):
@@ -31,10 +33,18 @@ def sinks_of(m):
     return lambda il: m.weights[f"blk.{il}.attn_sinks.weight"].astype(np.float64)
 
 
+# llama.cpp's own PLM graph aborts with flash attention (engine_limits refuses it)
+NO_FLASH = {"plm"}
+
+
 @pytest.mark.parametrize("flash", [False, True], ids=["no-flash", "flash"])
 @pytest.mark.parametrize("mode", sorted(CHUNKS))
 @pytest.mark.parametrize("arch", ARCHS)
 def test_every_self_extend_layer_matches_algorithm1(arch_models, random_tokens, arch, mode, flash):
+    if flash and arch in NO_FLASH:
+        with pytest.raises(ValueError, match="flash_attn=True is not available for architecture 'plm'"):
+            Llama(str(arch_models[arch].path), n_ctx=N, flash_attn=True)
+        return
     m = arch_models[arch]
     graphs = run_captured(str(m.path), random_tokens(N, seed=31), CHUNKS[mode], G, W, n_ctx=N, n_ubatch=64,
                           flash_attn=flash)
@@ -71,6 +81,19 @@ def test_self_extend_changes_long_prompts(arch_models, random_tokens, arch):
     assert np.abs(runs[0][W:] - runs[1][W:]).max() > 100 * TOL
 
 
+@pytest.mark.parametrize("arch", ["minicpm3", "plm", "deepseek2"])
+def test_trailing_rope_dims_are_the_ones_rotated(arch_models, random_tokens, arch):
+    """MiniCPM3, PLM and DeepSeek-V2 rope the last n_rot dims of each head: the check fails if the
+    grouped rotation is computed on the leading dims instead."""
+    m = arch_models[arch]
+    assert m.rope_offset > 0
+    graphs = run_captured(str(m.path), random_tokens(N, seed=34), CHUNKS["one-shot"], G, W, n_ctx=N, n_ubatch=64)
+    right = max_errors(graphs, G, W, lambda il: rope_spec(m))
+    leading = RopeSpec(m.rope_type, m.n_rot, m.rope_base, freq_factors=rope_spec(m).freq_factors)
+    wrong = max_errors(graphs, G, W, lambda il: leading)
+    assert max(right.values()) <= TOL < min(wrong.values())
+
+
 def test_a_model_where_no_layer_takes_self_extend_is_refused(tmp_path):
     """Granite with rope.scaling.finetuned = false ropes no layer: asking for Self-Extend
     must raise, never run vanilla attention silently."""
@@ -79,6 +102,17 @@ def test_a_model_where_no_layer_takes_self_extend_is_refused(tmp_path):
     with pytest.raises(ValueError, match="no layer of this model has global RoPE attention"):
         Llama(str(m.path), n_ctx=N, group_size=G, neighbor_window=W)
     Llama(str(m.path), n_ctx=64).create_completion("ok", max_tokens=2)   # vanilla still serves it
+
+
+def test_an_mla_deepseek2_is_refused(tmp_path, random_tokens):
+    """The MLA layout caches one latent for all heads: no layer can take Self-Extend, and
+    the error says why and which GGUFs can."""
+    m = write_arch_model(tmp_path, "deepseek2", mla=True)
+    with pytest.raises(ValueError, match="multi-head latent attention"):
+        Llama(str(m.path), n_ctx=N, group_size=G, neighbor_window=W)
+    llm = Llama(str(m.path), n_ctx=64, logits_all=True)   # vanilla still serves it
+    llm.eval(random_tokens(8, seed=35))
+    assert np.isfinite(llm.scores[7]).all()
 
 
 def test_an_architecture_outside_the_table_is_refused(tmp_path):

@@ -64,7 +64,7 @@ def test_server_answers_with_openai_json_errors(bad_vocab_model):
             assert "tokenize failed in llama.cpp" in error["message"]
         # token-id prompts still work
         ok = httpx.post(server.url + "/v1/completions",
-                        json={"prompt": [1, N_SPECIAL + 5], "max_tokens": 2}, timeout=60)
+                        json={"prompt": [1, N_SPECIAL + 5], "max_tokens": 2, "temperature": 0}, timeout=60)
         assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] == 2
     finally:
         server.stop()

@@ -60,6 +60,24 @@ def test_stale_patch_stops_with_a_clear_message(pristine_subset, tmp_path):
         apply_patches.apply_all(tree, ROOT / "patches")
 
 
+def test_a_patch_with_repeated_context_is_not_applied_twice(tmp_path):
+    """A hunk whose context occurs twice still applies after it was applied once (to the
+    other place); the second build must stop instead of patching that place too."""
+    tree, patches = tmp_path / "tree", tmp_path / "patches"
+    tree.mkdir()
+    patches.mkdir()
+    block = "void f() {\n    a();\n    b();\n    c();\n}\n"
+    (tree / "x.c").write_text("// one\n" + block + "\n" + block + "// two\n")
+    # (a hunk at the first or last line is anchored there; this one floats)
+    (patches / "0001-once.patch").write_text(
+        "--- a/x.c\n+++ b/x.c\n@@ -2,5 +2,6 @@\n void f() {\n     a();\n     b();\n+    fixed();\n     c();\n }\n")
+    apply_patches.apply_all(tree, patches)
+    assert (tree / "x.c").read_text().count("fixed();") == 1
+    with pytest.raises(SystemExit, match="context occurs more than once"):
+        apply_patches.apply_all(tree, patches)
+    assert (tree / "x.c").read_text().count("fixed();") == 1
+
+
 def test_pin_is_in_one_place():
     assert llama_source.LLAMA_CPP_COMMIT == "0c1e57098"
     hits = [p for p in ROOT.rglob("*") if p.is_file() and p.suffix in {".py", ".txt", ".cmake", ".toml"}

@@ -108,6 +108,22 @@ def test_eval_cli_end_to_end(tiny_llama_512, tmp_path):
         main(["eval", "passkey", "--methods", "magic"])
 
 
+def test_eval_cli_flash_attn_reaches_the_runner(tiny_llama_512, tmp_path, monkeypatch):
+    from selfextend_gguf.cli import main
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("flash_attn"))
+        return build_runner(*args, **kwargs)
+
+    monkeypatch.setattr(passkey_eval, "build_runner", spy)
+    assert main(["eval", "passkey", "--model", str(tiny_llama_512.path), "--methods", "self-extend",
+                 "--lengths", "700", "--depths", "0.5", "--trials", "1", "--flash-attn", "--out", str(tmp_path)]) == 0
+    assert seen == [True]
+    record = json.loads((tmp_path / "passkey-plain.jsonl").read_text())
+    assert record["flash_attn"] is True and record["tokens"] > 512
+
+
 def test_grouped_cache_scores_like_vanilla_when_nothing_is_grouped(tiny_llama_512):
     """With ga_n = 1 the loop never moves a position, so its token-by-token logits must
     match one batched pass: checks that row i is the prediction after input i."""

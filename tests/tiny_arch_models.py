@@ -27,9 +27,9 @@ QK_SCALE = 3.0  # large q/k weights give peaked attention, so position errors sh
 
 # sizes every recipe starts from; a recipe's own defaults and the caller's overrides win
 _COMMON = dict(
-    n_embd=128, n_head=4, n_head_kv=2, head_dim=None, n_ff=256, n_rot=None,
+    n_embd=128, n_head=4, n_head_kv=2, head_dim=None, head_dim_v=None, n_ff=256, n_rot=None,
     rope_base=10000.0, norm_eps=1e-5, swa_window=0, swa_pattern=None, attn_softcap=0.0,
-    n_expert=0, n_expert_used=0, rope_finetuned=True,
+    n_expert=0, n_expert_used=0, rope_finetuned=True, mla=False,
 )
 
 
@@ -42,7 +42,9 @@ class ArchModel:
     n_head: int
     n_head_kv: int
     head_dim: int
-    n_rot: int                     # dimensions of each head that RoPE rotates (the first n_rot)
+    n_rot: int                     # dimensions of each head that RoPE rotates
+    rope_offset: int               # the first of them: 0, or head_dim - n_rot (trailing dims)
+    head_dim_v: int                # value head size (head_dim except in the low-rank kv archs)
     rope_type: str                 # "norm" (consecutive pairs) or "neox" (pairs n_rot/2 apart)
     rope_base: float               # also the base of sliding-window layers (rope.freq_base_swa)
     swa_layers: Set[int]           # layers whose attention llama.cpp limits to swa_window
@@ -498,6 +500,94 @@ def _graniteswitch(b: _Builder) -> None:
     b.f32("logit_scale", 0.5)  # required, as in granite
 
 
+def _low_rank_kv(b: _Builder, i: int, kv_lora: int) -> None:
+    """MiniCPM3/PLM attention: k and v from a shared low-rank latent (kv_a_mqa, whose last
+    n_rot rows are one roped key part shared by all heads, then kv_b), RoPE on the trailing
+    n_rot dims of each q/k head, values of their own size."""
+    p, hd, hd_v, n_head, n_rot = f"blk.{i}.", b.hd, b.o["head_dim_v"], b.o["n_head"], b.o["n_rot"]
+    b.mat(p + "attn_kv_a_mqa.weight", kv_lora + n_rot, b.n_embd, scale=QK_SCALE)
+    b.norm(p + "attn_kv_a_norm.weight", kv_lora)
+    b.mat(p + "attn_kv_b.weight", n_head * (hd - n_rot + hd_v), kv_lora, scale=QK_SCALE)
+    b.mat(p + "attn_output.weight", b.n_embd, n_head * hd_v)
+
+
+def _minicpm3(b: _Builder) -> None:
+    _embeddings(b)
+    q_lora, kv_lora = 64, 48
+    for i in range(b.n_layer):
+        p = f"blk.{i}."
+        b.norm(p + "attn_norm.weight", b.n_embd)
+        b.mat(p + "attn_q_a.weight", q_lora, b.n_embd)          # q from a low-rank latent too
+        b.norm(p + "attn_q_a_norm.weight", q_lora)
+        b.mat(p + "attn_q_b.weight", b.q_dim, q_lora, scale=QK_SCALE)
+        _low_rank_kv(b, i, kv_lora)
+        _gated_ffn(b, i)
+    b.u32("attention.q_lora_rank", q_lora)
+    b.u32("attention.kv_lora_rank", kv_lora)
+    # LongRoPE factors (one pair for all layers); the long ones apply when n_ctx exceeds
+    # the trained context, as in every Self-Extend run
+    half = b.o["n_rot"] // 2
+    b.put("rope_factors_long.weight", np.geomspace(1.0, 6.0, half))
+    b.put("rope_factors_short.weight", np.geomspace(1.0, 1.5, half))
+
+
+def _plm(b: _Builder) -> None:
+    _embeddings(b, tied=True)   # the loader duplicates token_embd as the output
+    kv_lora = 48
+    for i in range(b.n_layer):
+        p = f"blk.{i}."
+        b.norm(p + "attn_norm.weight", b.n_embd)
+        b.mat(p + "attn_q.weight", b.q_dim, b.n_embd, scale=QK_SCALE)
+        _low_rank_kv(b, i, kv_lora)
+        b.norm(p + "ffn_norm.weight", b.n_embd)                  # squared-ReLU MLP, no gate
+        b.mat(p + "ffn_up.weight", b.o["n_ff"], b.n_embd)
+        b.mat(p + "ffn_down.weight", b.n_embd, b.o["n_ff"])
+    b.u32("attention.kv_lora_rank", kv_lora)
+
+
+def _deepseek2(b: _Builder) -> None:
+    """DeepSeek-V2: low-rank q, the low-rank kv of MiniCPM3, a dense first layer, then
+    routed experts with a shared one. mla=True writes the MLA layout instead (kv_b split
+    into k_b and v_b, and the cache holding the latent), which Self-Extend refuses."""
+    _embeddings(b)
+    q_lora, kv_lora = 64, 48
+    hd, hd_v, n_head, n_rot = b.hd, b.o["head_dim_v"], b.o["n_head"], b.o["n_rot"]
+    for i in range(b.n_layer):
+        p = f"blk.{i}."
+        b.norm(p + "attn_norm.weight", b.n_embd)
+        b.mat(p + "attn_q_a.weight", q_lora, b.n_embd)
+        b.norm(p + "attn_q_a_norm.weight", q_lora)
+        b.mat(p + "attn_q_b.weight", b.q_dim, q_lora, scale=QK_SCALE)
+        if b.o["mla"]:
+            b.mat(p + "attn_kv_a_mqa.weight", kv_lora + n_rot, b.n_embd, scale=QK_SCALE)
+            b.norm(p + "attn_kv_a_norm.weight", kv_lora)
+            b.mat(p + "attn_k_b.weight", n_head, kv_lora, hd - n_rot, scale=QK_SCALE)
+            b.mat(p + "attn_v_b.weight", n_head, hd_v, kv_lora)
+            b.mat(p + "attn_output.weight", b.n_embd, n_head * hd_v)
+        else:
+            _low_rank_kv(b, i, kv_lora)
+        b.norm(p + "ffn_norm.weight", b.n_embd)
+        if i == 0:
+            _gated_ffn(b, i, norm=False)
+        else:
+            _experts(b, i)
+            _gated_ffn(b, i, norm=False, suffix="_shexp")   # one shared expert of n_ff
+    b.u32("leading_dense_block_count", 1)
+    b.u32("attention.q_lora_rank", q_lora)
+    b.u32("attention.kv_lora_rank", kv_lora)
+    _expert_keys(b, b.o["n_ff"])
+    b.u32("expert_shared_count", 1)
+    b.f32("expert_weights_scale", 1.0)
+    if b.o["mla"]:
+        # MLA GGUFs give the latent's sizes as the head sizes and the per-head ones apart,
+        # and cache one latent "head" per token
+        b.u32("attention.head_count_kv", 1)
+        b.u32("attention.key_length", kv_lora + n_rot)
+        b.u32("attention.value_length", kv_lora)
+        b.u32("attention.key_length_mla", hd)
+        b.u32("attention.value_length_mla", hd_v)
+
+
 @dataclass(frozen=True)
 class _Recipe:
     build: Callable[[_Builder], None]
@@ -508,6 +598,7 @@ class _Recipe:
     q_is_n_embd: bool = False         # loader sizes q and attn_output by n_embd: head_dim fixed
     mha: bool = False                 # loader sizes k (or its norm) by n_embd: n_head_kv == n_head
     partial_rope: bool = False        # graph allows n_rot < head_dim
+    rope_trailing: bool = False       # graph ropes the last n_rot dims of each head (ggml_rope_set_offset)
     swa: str = "none"                 # "none", "optional" (only with a window), "always"
     swa_pattern: int = 0              # llama.cpp's default: layer il is SWA iff il % p < p - 1
     reads_swa_base: bool = False      # loader reads rope.freq_base_swa
@@ -559,6 +650,14 @@ _RECIPES: Dict[str, _Recipe] = {
                       defaults=dict(swa_window=8192, swa_pattern=2, n_expert=4, n_expert_used=1, n_ff=64),
                       unroped=lambda n_layer: {il for il in range(n_layer) if (il + 1) % 4 == 0}),
     "graniteswitch": _Recipe(_graniteswitch, "norm"),
+    # RoPE on the trailing dims; k is per head (n_head_kv == n_head), v heads smaller
+    "minicpm3": _Recipe(_minicpm3, "neox", mha=True, partial_rope=True, rope_trailing=True,
+                        defaults=dict(n_head_kv=4, head_dim=48, head_dim_v=32, n_rot=16)),
+    "plm": _Recipe(_plm, "norm", mha=True, partial_rope=True, rope_trailing=True,
+                   defaults=dict(n_head_kv=4, head_dim=40, head_dim_v=24, n_rot=16)),
+    "deepseek2": _Recipe(_deepseek2, "norm", mha=True, partial_rope=True, rope_trailing=True,
+                         defaults=dict(n_head_kv=4, head_dim=48, head_dim_v=32, n_rot=16,
+                                       n_expert=4, n_expert_used=2, n_ff=64)),
 }
 
 ARCHS: Tuple[str, ...] = tuple(_RECIPES)
@@ -573,6 +672,10 @@ def _resolve(arch: str, recipe: _Recipe, overrides: dict) -> dict:
         o["head_dim"] = o["n_embd"] // o["n_head"]
     if o["n_rot"] is None:
         o["n_rot"] = o["head_dim"]
+    if o["head_dim_v"] is None:
+        o["head_dim_v"] = o["head_dim"]
+    elif o["head_dim_v"] != o["head_dim"] and not recipe.rope_trailing:
+        raise ValueError(f"{arch}: llama.cpp's graph gives k and v heads one size here")
     if recipe.q_is_n_embd and o["head_dim"] * o["n_head"] != o["n_embd"]:
         raise ValueError(f"{arch}: llama.cpp sizes q by n_embd, so head_dim must be n_embd / n_head")
     if o["n_rot"] != o["head_dim"] and not recipe.partial_rope:
@@ -591,6 +694,8 @@ def _resolve(arch: str, recipe: _Recipe, overrides: dict) -> dict:
         raise ValueError(f"{arch}: only granite reads rope.scaling.finetuned as a RoPE switch")
     if o["attn_softcap"] and arch != "gemma2":
         raise ValueError(f"{arch}: only gemma2 reads attn_logit_softcapping here")
+    if o["mla"] and arch != "deepseek2":
+        raise ValueError(f"{arch}: only deepseek2 is written in the MLA layout here")
     if arch == "gemma2" and o["attn_softcap"] <= 0:
         raise ValueError("gemma2: llama.cpp always soft-caps (it divides by the cap); give attn_softcap > 0")
     return o
@@ -608,8 +713,10 @@ def write_arch_model(directory: Path, arch: str, seed: int = 0, n_layer: Optiona
                      n_ctx_train: int = 64, **overrides) -> ArchModel:
     """Write a tiny random `arch` model to directory/tiny-<arch>.gguf. n_layer defaults
     to the smallest count that shows the arch's layer pattern (smollm3 and llama4 4, deci 3,
-    gemma3 6, else 2). Overrides: n_embd, n_head, n_head_kv, head_dim, n_ff, n_rot, rope_base,
-    norm_eps, swa_window, swa_pattern, attn_softcap (gemma2), n_expert, n_expert_used (MoE archs)."""
+    gemma3 6, else 2). Overrides: n_embd, n_head, n_head_kv, head_dim, head_dim_v (minicpm3,
+    plm), n_ff, n_rot, rope_base,
+    norm_eps, swa_window, swa_pattern, attn_softcap (gemma2), n_expert, n_expert_used (MoE archs),
+    mla (deepseek2)."""
     import gguf
 
     if arch not in _RECIPES:
@@ -640,8 +747,9 @@ def write_arch_model(directory: Path, arch: str, seed: int = 0, n_layer: Optiona
     writer.add_head_count(o["n_head"])
     if "attention.head_count_kv" not in b.keys:  # deci writes one count per layer
         writer.add_head_count_kv(o["n_head_kv"])
-    writer.add_key_length(o["head_dim"])
-    writer.add_value_length(o["head_dim"])
+    if "attention.key_length" not in b.keys:  # deepseek2's MLA layout writes its own
+        writer.add_key_length(o["head_dim"])
+        writer.add_value_length(o["head_dim_v"])
     writer.add_rope_dimension_count(o["n_rot"])
     writer.add_rope_freq_base(o["rope_base"])
     if recipe.norm == "rms":
@@ -665,6 +773,7 @@ def write_arch_model(directory: Path, arch: str, seed: int = 0, n_layer: Optiona
     return ArchModel(
         arch=arch, path=path, n_ctx_train=n_ctx_train, n_layer=n_layer,
         n_head=o["n_head"], n_head_kv=o["n_head_kv"], head_dim=o["head_dim"], n_rot=o["n_rot"],
+        rope_offset=o["head_dim"] - o["n_rot"] if recipe.rope_trailing else 0, head_dim_v=o["head_dim_v"],
         rope_type=recipe.rope_type, rope_base=o["rope_base"],
         swa_layers=swa_layers, swa_window=o["swa_window"] if swa_layers else 0,
         unroped_layers=recipe.unroped(n_layer) if o["rope_finetuned"] else set(range(n_layer)),

@@ -45,15 +45,20 @@ def add_parser(sub) -> None:
     common.add_argument("--threads", "-t", type=int, default=None)
     common.add_argument("--group-size", type=int, default=None, help="G for self-extend/grouped-cache (default: eq. 5)")
     common.add_argument("--neighbor-window", type=int, default=None)
+    # speed measures both settings; the accuracy tasks run one (off by default: on this
+    # CPU flash is faster for long prefills, slower for decoding)
+    flash = argparse.ArgumentParser(add_help=False)
+    flash.add_argument("--flash-attn", action="store_true",
+                       help="use flash attention (faster prefill of long prompts on CPU; same results up to rounding)")
 
-    t = tasks.add_parser("passkey", parents=[common], help="lengths x depths x trials grid")
+    t = tasks.add_parser("passkey", parents=[common, flash], help="lengths x depths x trials grid")
     t.add_argument("--lengths", type=_ints, default=_ints("8k,16k,24k"))
     t.add_argument("--depths", type=_floats, default=_floats("0.1,0.3,0.5,0.7,0.9"))
     t.add_argument("--trials", type=int, default=2)
     t.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
     t.add_argument("--seed", type=int, default=0)
 
-    t = tasks.add_parser("digits", parents=[common], help="varying key lengths at a fixed prompt length (§4.7)")
+    t = tasks.add_parser("digits", parents=[common, flash], help="varying key lengths at a fixed prompt length (§4.7)")
     t.add_argument("--length", type=_ints, default=_ints("16k"))
     t.add_argument("--digits", type=_ints, default=_ints("5,8,16,36,48,64,100"))
     t.add_argument("--depths", type=_floats, default=_floats("0.5"))
@@ -61,7 +66,7 @@ def add_parser(sub) -> None:
     t.add_argument("--chat", action="store_true")
     t.add_argument("--seed", type=int, default=0)
 
-    t = tasks.add_parser("perplexity", parents=[common], help="sliding-window perplexity at several lengths")
+    t = tasks.add_parser("perplexity", parents=[common, flash], help="sliding-window perplexity at several lengths")
     t.add_argument("--lengths", type=_ints, default=_ints("4k,8k,16k"))
     t.add_argument("--text", type=Path, default=None,
                    help="a UTF-8 text file (default: the King James Bible if `apt install bible-kjv` was done, "
@@ -96,19 +101,21 @@ def run(args) -> int:
         if args.task == "passkey":
             log = passkey_eval.run_grid(args.model, args.methods, args.lengths, args.depths, args.trials, out,
                                         chat=args.chat, seed=args.seed, threads=args.threads,
-                                        group_size=args.group_size, neighbor_window=args.neighbor_window)
+                                        group_size=args.group_size, neighbor_window=args.neighbor_window,
+                                        flash_attn=args.flash_attn)
         else:
             log = passkey_eval.run_grid(args.model, args.methods, args.length, args.depths, args.trials, out,
                                         task="digits", digits=args.digits, chat=args.chat, seed=args.seed,
                                         threads=args.threads, group_size=args.group_size,
-                                        neighbor_window=args.neighbor_window)
+                                        neighbor_window=args.neighbor_window, flash_attn=args.flash_attn)
         report = passkey_eval.write_report(log, out, args.task, args.chat, command)
     elif args.task == "perplexity":
         from . import perplexity
         text = args.text.read_text(encoding="utf-8") if args.text else None
         log = perplexity.run(args.model, args.methods, args.lengths, out, text=text, windows=args.windows,
                              threads=args.threads, text_name=args.text.name if args.text else None,
-                             group_size=args.group_size, neighbor_window=args.neighbor_window)
+                             group_size=args.group_size, neighbor_window=args.neighbor_window,
+                             flash_attn=args.flash_attn)
         report = perplexity.write_report(log, out, command)
     else:
         from . import speed

@@ -57,7 +57,8 @@ def run_cell(runner: Runner, length: int, depth: float, trial: int, n_digits: in
 def run_grid(model: Optional[str], methods: Sequence[str], lengths: Sequence[int], depths: Sequence[float],
              trials: int, out_dir: Path, task: str = "passkey", digits: Sequence[int] = (5,),
              chat: bool = False, seed: int = 0, threads: Optional[int] = None, progress: Progress = _stderr,
-             group_size: Optional[int] = None, neighbor_window: Optional[int] = None) -> ResultLog:
+             group_size: Optional[int] = None, neighbor_window: Optional[int] = None,
+             flash_attn: bool = False) -> ResultLog:
     style = "chat" if chat else "plain"
     log = ResultLog(Path(out_dir) / f"{task}-{style}.jsonl",
                     ("method", "target_length", "depth", "trial", "n_digits"))
@@ -80,9 +81,9 @@ def run_grid(model: Optional[str], methods: Sequence[str], lengths: Sequence[int
                             continue
                         if runner is None:
                             runner = build_runner(method, model, length, n_ctx_train, group_size, neighbor_window,
-                                                  threads=threads)
+                                                  threads=threads, flash_attn=flash_attn)
                         result = run_cell(runner, length, depth, trial, n_digits, seed, chat)
-                        record = {**cell, "style": style, "settings": runner.settings, **result}
+                        record = {**cell, "style": style, "settings": runner.settings, "flash_attn": flash_attn, **result}
                         log.append(record)
                         progress(f"[{done}/{total}] {task} {method} {length} depth={depth} trial={trial} "
                                  f"digits={n_digits}: {'found' if result['found'] else 'missed'} "

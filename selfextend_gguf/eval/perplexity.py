@@ -26,7 +26,7 @@ def nll(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
 def run(model: Optional[str], methods: Sequence[str], lengths: Sequence[int], out_dir: Path,
         text: Optional[str] = None, windows: int = 2, stride: int = 256, threads: Optional[int] = None,
         text_name: Optional[str] = None, group_size: Optional[int] = None,
-        neighbor_window: Optional[int] = None) -> ResultLog:
+        neighbor_window: Optional[int] = None, flash_attn: bool = False) -> ResultLog:
     """Window w scores the same `stride` tokens at every length: they start at token
     max(lengths) + w * stride of the text, and a window of N tokens ends with them, so
     only the amount of context differs between lengths."""
@@ -50,7 +50,7 @@ def run(model: Optional[str], methods: Sequence[str], lengths: Sequence[int], ou
                 if log.has(**cell):
                     continue
                 runner = runner or build_runner(method, model, length, n_ctx_train, group_size, neighbor_window,
-                                                threads=threads)
+                                                threads=threads, flash_attn=flash_attn)
                 if tokens is None:
                     tokens = runner.llm.tokenize(text, add_bos=False)
                     if len(tokens) < anchor + stride * windows:
@@ -66,7 +66,7 @@ def run(model: Optional[str], methods: Sequence[str], lengths: Sequence[int], ou
                 values = nll(logits, np.asarray(tokens[scored_from:end]))
                 record = {**cell, "context_tokens": len(window), "scored": stride,
                           "mean_nll": float(values.mean()), "ppl": float(np.exp(values.mean())),
-                          "settings": runner.settings, "seconds": round(time.monotonic() - began, 1)}
+                          "settings": runner.settings, "flash_attn": flash_attn, "seconds": round(time.monotonic() - began, 1)}
                 log.append(record)
                 print(f"perplexity {method} {length} window {w}: {record['ppl']:.2f} ({record['seconds']} s)",
                       file=sys.stderr, flush=True)

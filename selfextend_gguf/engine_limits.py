@@ -1,0 +1,17 @@
+"""Combinations that the pinned llama.cpp aborts on instead of reporting an error,
+refused here before a context is made (users get an exception, never an abort)."""
+
+from __future__ import annotations
+
+# architecture -> why flash attention cannot be used with it
+_NO_FLASH_ATTN = {
+    # plm.cpp hands V to the cache as one 2-D row per token; the flash-attention layout of
+    # the V cache (not transposed) then fails ggml_set_rows' shape assertion
+    "plm": "the pinned llama.cpp's PLM graph aborts when storing values with flash attention on",
+}
+
+
+def check(arch: str, flash_attn: bool) -> None:
+    if flash_attn and arch in _NO_FLASH_ATTN:
+        raise ValueError(f"flash_attn=True is not available for architecture {arch!r}: "
+                         f"{_NO_FLASH_ATTN[arch]}; use flash_attn=False")
