@@ -20,5 +20,5 @@ int32_t llama_se_count_layers(const llama_model & model, std::string & why);
 
 // The first rotated dim of each head of layer il: 0 when RoPE turns the leading n_rot dims
 // (almost every graph), n_embd_head_k - n_rot when it turns the trailing ones (MiniCPM3,
-// PLM: q is roped with ggml_rope_set_offset and k = concat(unroped, roped)).
+// PLM, non-MLA DeepSeek-V2: q is roped with ggml_rope_set_offset, k = concat(unroped, roped)).
 int32_t llama_se_rope_offset(llm_arch arch, const llama_hparams & hparams, int il);

@@ -430,7 +430,7 @@ ggml_tensor * rope_delta(const llm_graph_context & g, ggml_tensor * x, ggml_tens
     ggml_tensor * r = ggml_rope_ext(g.ctx0, x, pos, freq_factors,
             g.hparams.n_rot(il), g.hparams.rope_type, g.n_ctx_orig, g.freq_base, g.freq_scale,
             g.ext_factor, unit_attn_factor, g.beta_fast, g.beta_slow);
-    // the same dims as the forward rope: the trailing ones for MiniCPM3 and PLM
+    // the same dims as the forward rope: the trailing ones for MiniCPM3, PLM, DeepSeek-V2
     const int32_t first_dim = llama_se_rope_offset(g.arch, g.hparams, il);
     return first_dim > 0 ? ggml_rope_set_offset(r, first_dim) : r;
 }
