@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from reference import attend, rope
 from selfextend_gguf import _core
 
 
@@ -40,23 +41,11 @@ class RopeSpec:
 
 def rotate(x: np.ndarray, delta: np.ndarray, spec: RopeSpec) -> np.ndarray:
     """x: (T, heads, D) rotated by delta positions (T,) on dims [offset, offset + n_rot)."""
-    n_rot = spec.n_rot
-    half = n_rot // 2
-    theta = spec.base ** (-2.0 * np.arange(half) / n_rot) * spec.freq_scale
-    if spec.freq_factors is not None:
-        theta = theta / spec.freq_factors[:half]
-    ang = delta[:, None].astype(np.float64) * theta[None, :]
-    cos, sin = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
-    out = x.astype(np.float64).copy()
-    r = out[..., spec.offset:spec.offset + n_rot]
-    if spec.style == "norm":
-        a, b = r[..., 0::2].copy(), r[..., 1::2].copy()
-        r[..., 0::2] = a * cos - b * sin
-        r[..., 1::2] = a * sin + b * cos
-    else:
-        a, b = r[..., :half].copy(), r[..., half:].copy()
-        r[..., :half] = a * cos - b * sin
-        r[..., half:] = a * sin + b * cos
+    dims = slice(spec.offset, spec.offset + spec.n_rot)
+    factors = None if spec.freq_factors is None else spec.freq_factors[:spec.n_rot // 2]
+    out = x.astype(np.float64)   # a copy
+    # freq_scale multiplies every angle, as a scaled position does
+    out[..., dims] = rope(out[..., dims], delta * spec.freq_scale, spec.base, spec.style, factors)
     return out
 
 
@@ -66,29 +55,11 @@ def algorithm1(q: np.ndarray, k: np.ndarray, v: np.ndarray, q_pos: np.ndarray, k
     """Self-Extend attention of queries q (T, H, D) at q_pos over keys k (N, Hkv, D) and
     values v (N, Hkv, Dv) at k_pos, all roped at their true positions; q carries the
     layer's logit scale. Returns (T, H*Dv)."""
-    T, H, _ = q.shape
-    Hkv = k.shape[1]
-    q64, k64, v64 = q.astype(np.float64), k.astype(np.float64), v.astype(np.float64)
     q_g = rotate(q, q_pos // G + W - W // G - q_pos, spec)
     k_g = rotate(k, k_pos // G - k_pos, spec)
     dist = q_pos[:, None] - k_pos[None, :]
-    near, visible = dist < W, dist >= 0
-    out = np.zeros((T, H, v.shape[2]))
-    for h in range(H):
-        kv = h // (H // Hkv)
-        logits = np.where(near, q64[:, h] @ k64[:, kv].T, q_g[:, h] @ k_g[:, kv].T)
-        if softcap:
-            logits = softcap * np.tanh(logits / softcap)
-        logits = np.where(visible, logits, -np.inf)
-        top = logits.max(axis=1, keepdims=True)
-        if sinks is not None:
-            top = np.maximum(top, sinks[h])
-        p = np.exp(logits - top)
-        denom = p.sum(axis=1, keepdims=True)
-        if sinks is not None:
-            denom = denom + np.exp(sinks[h] - top)
-        out[:, h] = (p / denom) @ v64[:, kv]
-    return out.reshape(T, -1)
+    return attend(q.astype(np.float64), k.astype(np.float64), v.astype(np.float64), dist >= 0,
+                  q_g, k_g, dist < W, softcap, sinks)
 
 
 @dataclass

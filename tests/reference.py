@@ -37,6 +37,37 @@ def rope(x: np.ndarray, positions: np.ndarray, base: float, style: str,
     return out
 
 
+def attend(q: np.ndarray, k: np.ndarray, v: np.ndarray, visible: np.ndarray,
+           q_g: Optional[np.ndarray] = None, k_g: Optional[np.ndarray] = None, near: Optional[np.ndarray] = None,
+           softcap: float = 0.0, sinks: Optional[np.ndarray] = None) -> np.ndarray:
+    """One softmax per query over its visible keys, for queries q (T, H, D) that carry the
+    logit scale, keys k (N, Hkv, D) and values v (N, Hkv, Dv); head h reads kv head
+    h // (H / Hkv). With q_g and k_g, the logit of a key that is not `near` (T, N) its
+    query is <q_g, k_g> instead (Algorithm 1's merge). softcap > 0: cap * tanh(logit / cap);
+    sinks (H,): one more logit per head that takes probability but gives no value.
+    Returns (T, H * Dv)."""
+    T, H, _ = q.shape
+    Hkv = k.shape[1]
+    out = np.zeros((T, H, v.shape[2]))
+    for h in range(H):
+        kv = h // (H // Hkv)
+        logits = q[:, h] @ k[:, kv].T
+        if q_g is not None:
+            logits = np.where(near, logits, q_g[:, h] @ k_g[:, kv].T)
+        if softcap:
+            logits = softcap * np.tanh(logits / softcap)
+        logits = np.where(visible, logits, -np.inf)
+        top = logits.max(axis=1, keepdims=True)
+        if sinks is not None:
+            top = np.maximum(top, sinks[h])
+        p = np.exp(logits - top)
+        denom = p.sum(axis=1, keepdims=True)
+        if sinks is not None:
+            denom = denom + np.exp(sinks[h] - top)
+        out[:, h] = (p / denom) @ v[:, kv]
+    return out.reshape(T, -1)
+
+
 def rms_norm(x: np.ndarray, w: np.ndarray, eps: float) -> np.ndarray:
     return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
 
@@ -52,6 +83,7 @@ def forward(model: TinyModel, tokens: Sequence[int], group_size: Optional[int] =
 
     G, W = group_size, neighbor_window
     grouped = G is not None
+    near = None
     if grouped:
         pos_q_g = pos // G + W - W // G
         pos_k_g = pos // G
@@ -68,24 +100,14 @@ def forward(model: TinyModel, tokens: Sequence[int], group_size: Optional[int] =
         v = h @ w[p + "attn_v.weight"].T + w.get(p + "attn_v.bias", 0.0)
         q, k, v = q.reshape(T, H, D), k.reshape(T, Hkv, D), v.reshape(T, Hkv, D)
 
-        q_n = rope(q, pos, cfg.rope_base, cfg.rope_type, ff)
+        q_n = rope(q, pos, cfg.rope_base, cfg.rope_type, ff) * scale
         k_n = rope(k, pos, cfg.rope_base, cfg.rope_type, ff)
+        q_g = k_g = None
         if grouped:
-            q_g = rope(q, pos_q_g, cfg.rope_base, cfg.rope_type, ff)
+            q_g = rope(q, pos_q_g, cfg.rope_base, cfg.rope_type, ff) * scale
             k_g = rope(k, pos_k_g, cfg.rope_base, cfg.rope_type, ff)
-
-        out = np.zeros((T, H, D))
-        for hh in range(H):
-            kv = hh // (H // Hkv)
-            logits = q_n[:, hh] @ k_n[:, kv].T
-            if grouped:
-                logits = np.where(near, logits, q_g[:, hh] @ k_g[:, kv].T)
-            logits = np.where(causal, logits * scale, -np.inf)
-            logits -= logits.max(axis=1, keepdims=True)
-            probs = np.exp(logits)
-            probs /= probs.sum(axis=1, keepdims=True)
-            out[:, hh] = probs @ v[:, kv]
-        x = x + out.reshape(T, H * D) @ w[p + "attn_output.weight"].T
+        out = attend(q_n, k_n, v, causal, q_g, k_g, near)
+        x = x + out @ w[p + "attn_output.weight"].T
 
         h = rms_norm(x, w[p + "ffn_norm.weight"], cfg.rms_eps)
         gate = h @ w[p + "ffn_gate.weight"].T

@@ -39,7 +39,7 @@ from typing import Dict, Iterable, Optional, Sequence, Tuple
 
 import numpy as np
 
-from reference import rms_norm, rope
+from reference import attend, rms_norm, rope
 from tiny_arch_models import ArchModel
 
 SUPPORTED = ("phi2", "gemma2")
@@ -109,34 +109,20 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, n_rot: int, base: flo
     (T, Hkv, D), not yet roped. group_size None: plain RoPE attention; else Self-Extend
     (Algorithm 1). swa_window > 0 masks keys at distance >= swa_window. softcap > 0:
     cap * tanh(logit / cap) on the scaled logits. Returns (T, H * D)."""
-    T, H, D = q.shape
-    Hkv = k.shape[1]
-    pos = np.arange(T)
+    pos = np.arange(q.shape[0])
     dist = pos[:, None] - pos[None, :]
     visible = dist >= 0
     if swa_window > 0:
         visible &= dist < swa_window
     q_n = rope_partial(q, pos, n_rot, base, style) * q_scale
     k_n = rope_partial(k, pos, n_rot, base, style)
-    grouped = group_size is not None
-    if grouped:
+    q_g = k_g = near = None
+    if group_size is not None:
         G, W = group_size, neighbor_window
         q_g = rope_partial(q, pos // G + W - W // G, n_rot, base, style) * q_scale
         k_g = rope_partial(k, pos // G, n_rot, base, style)
         near = dist < W
-    out = np.zeros((T, H, D))
-    for h in range(H):
-        kv = h // (H // Hkv)
-        logits = q_n[:, h] @ k_n[:, kv].T
-        if grouped:
-            logits = np.where(near, logits, q_g[:, h] @ k_g[:, kv].T)
-        if softcap:
-            logits = softcap * np.tanh(logits / softcap)
-        logits = np.where(visible, logits, -np.inf)
-        logits -= logits.max(axis=1, keepdims=True)
-        p = np.exp(logits)
-        out[:, h] = (p / p.sum(axis=1, keepdims=True)) @ v[:, kv]
-    return out.reshape(T, H * D)
+    return attend(q_n, k_n, v, visible, q_g, k_g, near, softcap)
 
 
 def _qkv(w: Dict[str, np.ndarray], p: str, h: np.ndarray, m: ArchModel):
