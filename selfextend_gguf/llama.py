@@ -119,7 +119,8 @@ class Llama:
         _check_model_file(self.model_path)
         self._model = _core.Model(self.model_path, n_gpu_layers=n_gpu_layers)
 
-        engine_limits.check(self._model.meta("general.architecture") or "", bool(flash_attn))
+        arch = self._model.meta("general.architecture") or "unknown"
+        engine_limits.check(arch, bool(flash_attn))
         n_ctx_train = self._model.n_ctx_train()
         if n_ctx == 0:
             n_ctx = n_ctx_train
@@ -132,7 +133,7 @@ class Llama:
             # e.g. GPT-2's learned position table has exactly n_ctx_train rows; llama.cpp
             # would assert on the first position past it
             raise ValueError(f"this model has no RoPE positions (architecture "
-                             f"{self._model.meta('general.architecture')!r}) and cannot run past its "
+                             f"{arch!r}) and cannot run past its "
                              f"trained context: use n_ctx <= {n_ctx_train}")
         explicit = group_size is not None or neighbor_window is not None
         tuned = None
@@ -147,7 +148,6 @@ class Llama:
         if settings is not None:
             status = self._model.self_extend_supported()
             if status != 0:
-                arch = self._model.meta("general.architecture") or "unknown"
                 why = self._model.self_extend_refusal() or _core.self_extend_strerror(status)
                 raise ValueError(f"Self-Extend cannot serve this model (architecture {arch!r}): "
                                  f"{why}. Use group_size=1 for vanilla attention, or n_ctx <= {n_ctx_train}.")

@@ -8,6 +8,7 @@ With a model trained on context L (paper, Jin et al. 2024):
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple, Optional
 
 
@@ -19,6 +20,11 @@ class SelfExtend(NamedTuple):
 def max_context(n_ctx_train: int, group_size: int, neighbor_window: int) -> int:
     """eq. 4: the longest context Self-Extend can position-map into the trained range."""
     return (n_ctx_train - neighbor_window) * group_size + neighbor_window
+
+
+def smallest_reaching_group_size(n_ctx: int, n_ctx_train: int, neighbor_window: int) -> int:
+    """The smallest G for which eq. 4 reaches n_ctx (at least 2: G = 1 is vanilla)."""
+    return max(2, math.ceil((n_ctx - neighbor_window) / (n_ctx_train - neighbor_window)))
 
 
 def default_neighbor_window(n_ctx_train: int) -> int:

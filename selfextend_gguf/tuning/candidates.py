@@ -10,7 +10,6 @@ Every candidate satisfies eq. 4, (L - W) * G + W >= N, so it can reach N at all:
 
 from __future__ import annotations
 
-import math
 from typing import List, NamedTuple
 
 from .. import self_extend as se
@@ -20,11 +19,6 @@ class Candidate(NamedTuple):
     group_size: int
     neighbor_window: int
     why: str
-
-
-def smallest_reaching_group_size(length: int, n_ctx_train: int, neighbor_window: int) -> int:
-    """The smallest G for which eq. 4 reaches length (at least 2: G = 1 is vanilla)."""
-    return max(2, math.ceil((length - neighbor_window) / (n_ctx_train - neighbor_window)))
 
 
 def candidates(n_ctx_train: int, length: int) -> List[Candidate]:
@@ -42,7 +36,7 @@ def candidates(n_ctx_train: int, length: int) -> List[Candidate]:
             found.append(Candidate(group_size, window, why))
 
     W = chosen.neighbor_window
-    smaller = max(smallest_reaching_group_size(length, L, W), chosen.group_size // 2)
+    smaller = max(se.smallest_reaching_group_size(length, L, W), chosen.group_size // 2)
     if smaller < chosen.group_size:
         add(smaller, W, "smaller G")
     add(chosen.group_size * 2, W, "larger G")
