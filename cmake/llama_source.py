@@ -38,7 +38,7 @@ VENDOR_PREFIX = f"llama_cpp_python-{SDIST_VERSION}/vendor/llama.cpp/"
 
 # What the build of llama and ggml reads (top-level entries of the tree): the rest
 # (models 75 MB, docs 38 MB, tools, tests, examples, ...) stays out of our sdist.
-VENDORED_ENTRIES = ("CMakeLists.txt", "cmake", "ggml", "src", "include", "vendor", "licenses",
+VENDORED_ENTRIES = ("CMakeLists.txt", "cmake", "common", "ggml", "src", "include", "vendor", "licenses",
                     "LICENSE", "AUTHORS", "README.md")
 VENDOR_STAMP = ".selfextend-vendored"
 

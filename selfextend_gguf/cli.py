@@ -33,6 +33,10 @@ def _common_options() -> argparse.ArgumentParser:
     g.add_argument("--type-v", default="f16", help="V cache type: f32, f16 (q8_0 with --flash-attn)")
     g.add_argument("--flash-attn", "-fa", action="store_true")
     g.add_argument("--verbose", "-v", action="store_true", help="show llama.cpp's logs")
+    g.add_argument("--chat-template-file", default=None,
+                   help="a Jinja chat template to use instead of the GGUF's (for chat and serve)")
+    g.add_argument("--chat-format", default=None,
+                   help="a chat template llama.cpp has built in, by name (chatml, llama3, mistral-v7, ...)")
     s = p.add_argument_group("sampling")
     s.add_argument("--max-tokens", "-n", type=int, default=None)
     s.add_argument("--temperature", "--temp", type=float, default=None)
@@ -41,13 +45,18 @@ def _common_options() -> argparse.ArgumentParser:
     return p
 
 
-def _open_llama(args, n_ctx: int, group_size: Optional[int] = None) -> Llama:
+def _open_llama(args, n_ctx: int, group_size: Optional[int] = None, **extra) -> Llama:
+    chat_template = None
+    if args.chat_template_file:
+        with open(args.chat_template_file, "r", encoding="utf-8") as f:
+            chat_template = f.read()
     return Llama(args.model, n_ctx=n_ctx, n_batch=args.n_batch, n_ubatch=args.n_ubatch,
                  n_threads=args.threads, type_k=args.type_k, type_v=args.type_v,
                  flash_attn=args.flash_attn, seed=args.seed, verbose=args.verbose,
                  group_size=args.group_size if group_size is None else group_size,
                  neighbor_window=args.neighbor_window if group_size != 1 else None,
-                 grouped_key_cache=args.grouped_key_cache)
+                 grouped_key_cache=args.grouped_key_cache, chat_format=args.chat_format,
+                 chat_template=chat_template, **extra)
 
 
 def _describe(llm: Llama) -> str:
@@ -178,7 +187,10 @@ def cmd_chat(args) -> int:
 def cmd_serve(args) -> int:
     from .server.main import serve
 
-    serve(lambda: _open_llama(args, args.n_ctx or 8192), args.host, args.port, args.parallel,
+    extra = {}
+    if args.embedding:
+        extra = dict(embedding=True, pooling_type=args.pooling)
+    serve(lambda: _open_llama(args, args.n_ctx or 8192, **extra), args.host, args.port, args.parallel,
           args.queue_size, args.api_key, "info" if args.verbose else "warning")
     return 0
 
@@ -223,6 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parallel", "-np", type=int, default=1, help="requests served at the same time (slots)")
     p.add_argument("--queue-size", type=int, default=16, help="requests that may wait for a slot; beyond: 503")
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1")
+    p.add_argument("--embedding", "--embeddings", action="store_true",
+                   help="answer /v1/embeddings (as llama-server's --embedding)")
+    p.add_argument("--pooling", default=None, choices=["none", "mean", "cls", "last", "rank"],
+                   help="embedding pooling (default: the GGUF's); /v1/embeddings needs one other than none")
     p.set_defaults(func=cmd_serve)
 
     from .eval.cli import add_parser as add_eval_parser

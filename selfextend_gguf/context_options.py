@@ -42,7 +42,10 @@ def build(n_ctx: int, n_batch: int, n_ubatch: int, n_threads: Optional[int], n_t
           type_k, type_v, flash_attn: bool, n_seq_max: int = 1,
           rope_scaling_type: Union[int, str, None] = None, rope_freq_base: float = 0.0,
           rope_freq_scale: float = 0.0, yarn_ext_factor: float = -1.0,
-          yarn_orig_ctx: int = 0) -> "_core.ContextOptions":
+          yarn_orig_ctx: int = 0, yarn_attn_factor: Optional[float] = None,
+          yarn_beta_fast: Optional[float] = None, yarn_beta_slow: Optional[float] = None,
+          embedding: bool = False, pooling_type: int = -1, offload_kqv: bool = True,
+          op_offload: Optional[bool] = None, swa_full: Optional[bool] = None) -> "_core.ContextOptions":
     o = _core.ContextOptions()
     o.n_ctx = positive_int(n_ctx, "n_ctx", 1)
     o.n_batch = min(positive_int(n_batch, "n_batch"), o.n_ctx)
@@ -66,4 +69,15 @@ def build(n_ctx: int, n_batch: int, n_ubatch: int, n_threads: Optional[int], n_t
     o.rope_freq_scale = float(rope_freq_scale)
     o.yarn_ext_factor = float(yarn_ext_factor)
     o.yarn_orig_ctx = int(yarn_orig_ctx)
+    # None: llama.cpp's value (from the model for YaRN)
+    o.yarn_attn_factor = -1.0 if yarn_attn_factor is None else float(yarn_attn_factor)
+    o.yarn_beta_fast = -1.0 if yarn_beta_fast is None else float(yarn_beta_fast)
+    o.yarn_beta_slow = -1.0 if yarn_beta_slow is None else float(yarn_beta_slow)
+    o.embeddings = bool(embedding)
+    o.pooling_type = int(pooling_type)
+    o.offload_kqv = bool(offload_kqv)
+    if op_offload is not None:
+        o.op_offload = bool(op_offload)
+    if swa_full is not None:
+        o.swa_full = bool(swa_full)
     return o

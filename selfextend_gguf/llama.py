@@ -15,17 +15,19 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 import numpy as np
 
 from . import _core
-from . import chat_format, context_options, engine_limits, package_models, responses
+from . import completions, context_options, embeddings, engine_limits, model_options, package_models
 from . import self_extend as se
 from . import tuned_settings
-from .generation import Generation
-from .sampling import Sampler, SamplingParams
+from .chat_format import ChatFormatter
+from .completions import GenerationOptions
+from .generation import LogitsProcessor
+from .logprobs import log_softmax
+from .sampling import LLAMA_DEFAULT_SEED, SamplingParams, new_sampler
 from .scores import Scores
 from .state import LlamaState
 
 logger = logging.getLogger("selfextend_gguf")
 
-LLAMA_DEFAULT_SEED = 0xFFFFFFFF  # as llama_cpp: a random seed
 ProgressCallback = Callable[[int, int], None]
 # as llama_cpp's stopping criteria: (input_ids, logits) -> True to stop
 StoppingCriterion = Callable[[np.ndarray, np.ndarray], bool]
@@ -90,34 +92,85 @@ class Llama:
         self,
         model_path: Optional[str] = None,
         *,
+        n_gpu_layers: int = 0,
+        split_mode: Union[int, str] = 1,
+        main_gpu: int = 0,
+        tensor_split: Optional[Sequence[float]] = None,
+        rpc_servers: Optional[str] = None,
+        vocab_only: bool = False,
+        use_mmap: bool = True,
+        use_mlock: bool = False,
+        kv_overrides: Optional[Dict[str, Union[bool, int, float, str]]] = None,
+        seed: int = LLAMA_DEFAULT_SEED,
         n_ctx: int = 512,
         n_batch: int = 512,
         n_ubatch: int = 512,
         n_threads: Optional[int] = None,
         n_threads_batch: Optional[int] = None,
+        rope_scaling_type: Union[int, str, None] = None,
+        pooling_type: Union[int, str, None] = None,
+        rope_freq_base: float = 0.0,
+        rope_freq_scale: float = 0.0,
+        yarn_ext_factor: float = -1.0,
+        yarn_attn_factor: Optional[float] = None,
+        yarn_beta_fast: Optional[float] = None,
+        yarn_beta_slow: Optional[float] = None,
+        yarn_orig_ctx: int = 0,
+        logits_all: bool = False,
+        embedding: bool = False,
+        offload_kqv: bool = True,
+        flash_attn: bool = False,
+        op_offload: Optional[bool] = None,
+        swa_full: Optional[bool] = None,
+        no_perf: bool = False,
+        last_n_tokens_size: int = 64,
+        lora_base: Optional[str] = None,
+        lora_scale: float = 1.0,
+        lora_path: Optional[str] = None,
+        numa: Union[bool, int] = False,
+        chat_format: Optional[str] = None,
+        chat_template: Optional[str] = None,
+        chat_handler: Any = None,
+        draft_model: Any = None,
+        tokenizer: Any = None,
         type_k: Union[str, int, None] = "f16",
         type_v: Union[str, int, None] = "f16",
-        flash_attn: bool = False,
-        logits_all: bool = False,
-        seed: int = LLAMA_DEFAULT_SEED,
+        spm_infill: bool = False,
         verbose: bool = False,
         group_size: Optional[int] = None,
         neighbor_window: Optional[int] = None,
         grouped_key_cache: bool = True,
         use_tuned_setting: bool = True,
-        n_gpu_layers: int = 0,
         n_seq_max: int = 1,
-        rope_scaling_type: Union[int, str, None] = None,
-        rope_freq_base: float = 0.0,
-        rope_freq_scale: float = 0.0,
-        yarn_ext_factor: float = -1.0,
-        yarn_orig_ctx: int = 0,
     ):
+        _refuse_unsupported(rpc_servers=rpc_servers, lora_base=lora_base, chat_handler=chat_handler,
+                            draft_model=draft_model, tokenizer=tokenizer)
         self.verbose = bool(verbose)
         _core.set_verbose(self.verbose)
+        if numa:
+            # llama_cpp: True is ggml's "distribute" strategy, an int names one
+            _core.numa_init(1 if numa is True else int(numa))
         self.model_path = package_models.resolve_model_path(model_path)
         _check_model_file(self.model_path)
-        self._model = _core.Model(self.model_path, n_gpu_layers=n_gpu_layers)
+        self._model = _core.Model(self.model_path, model_options.build(
+            n_gpu_layers, split_mode, main_gpu, tensor_split, vocab_only, use_mmap, use_mlock, kv_overrides))
+        self.chat_formatter = ChatFormatter(self._model, chat_format, chat_template)
+        self.chat_format = chat_format
+        self.spm_infill = bool(spm_infill)
+        self.last_n_tokens_size = int(last_n_tokens_size)
+        self.lock = threading.RLock()
+        self._seed = seed
+        self._n_vocab = self._model.n_vocab()
+        self._tokens: List[int] = []
+        if vocab_only:
+            # tokenize/detokenize and chat formatting only, as llama_cpp allows
+            self._ctx = None
+            self._n_ctx = n_ctx
+            self._self_extend = None
+            self.self_extend_origin = None
+            self.embedding_enabled = False
+            self._logits_all = False
+            return
 
         arch = self._model.meta("general.architecture") or "unknown"
         engine_limits.check(arch, bool(flash_attn))
@@ -127,7 +180,10 @@ class Llama:
         options = context_options.build(
             n_ctx, n_batch, n_ubatch, n_threads, n_threads_batch, type_k, type_v, flash_attn,
             n_seq_max=n_seq_max, rope_scaling_type=rope_scaling_type, rope_freq_base=rope_freq_base,
-            rope_freq_scale=rope_freq_scale, yarn_ext_factor=yarn_ext_factor, yarn_orig_ctx=yarn_orig_ctx)
+            rope_freq_scale=rope_freq_scale, yarn_ext_factor=yarn_ext_factor, yarn_orig_ctx=yarn_orig_ctx,
+            yarn_attn_factor=yarn_attn_factor, yarn_beta_fast=yarn_beta_fast, yarn_beta_slow=yarn_beta_slow,
+            embedding=embedding, pooling_type=embeddings.pooling_type_id(pooling_type),
+            offload_kqv=offload_kqv, op_offload=op_offload, swa_full=swa_full)
 
         if n_ctx > n_ctx_train and self._model.rope_type() == _core.ROPE_TYPE_NONE:
             # e.g. GPT-2's learned position table has exactly n_ctx_train rows; llama.cpp
@@ -168,16 +224,30 @@ class Llama:
         if settings is not None:
             self._ctx.set_self_extend(settings.group_size, settings.neighbor_window, bool(grouped_key_cache))
         self._self_extend = settings
+        if lora_path is not None:
+            self._ctx.set_lora(str(lora_path), float(lora_scale))
+        self.embedding_enabled = bool(embedding)
 
         self._logits_all = bool(logits_all)
-        self._seed = seed
-        self._n_vocab = self._model.n_vocab()
-        self._tokens: List[int] = []
         self._positions_edited = False
-        self._lock = threading.RLock()
+        # whether the context's own logits row (what the sampler reads) is the last one in
+        # `scores`: not after load_state, which restores ours from the state object
+        self._ctx_logits_current = False
         # rows of logits: one per position with logits_all (grown as the sequence grows),
         # else only the last; never n_ctx x n_vocab up front (64k x 262k would be 64 GiB)
         self._scores = Scores(self._n_ctx, self._n_vocab, self._logits_all, n_batch)
+
+    @classmethod
+    def from_pretrained(cls, repo_id: str, filename: Optional[str], additional_files: Optional[List[str]] = None,
+                        local_dir: Optional[str] = None, local_dir_use_symlinks: Any = "auto",
+                        cache_dir: Optional[str] = None, local_files_only: bool = False, **kwargs) -> "Llama":
+        """A GGUF from a Hugging Face repository (filename may be a glob), via huggingface_hub."""
+        from . import hub
+
+        if not filename:
+            raise ValueError("from_pretrained needs filename= (a GGUF file name or a glob such as '*Q4_K_M.gguf')")
+        path = hub.download(repo_id, filename, additional_files, local_dir, cache_dir, local_files_only)
+        return cls(model_path=path, **kwargs)
 
     # ------------------------------------------------------------------ basics
 
@@ -191,20 +261,20 @@ class Llama:
 
     def state_size(self) -> int:
         """Bytes of the context state (mostly the KV cache in use)."""
-        return self._ctx.state_size()
+        return self._context().state_size()
 
     def memory_breakdown(self) -> Dict[str, Dict[str, int]]:
         """Bytes allocated per buffer type (e.g. "CPU", "CUDA0"): "model" (weights),
         "context" (the KV cache) and "compute" (llama.cpp's compute buffers); the
         grouped-key cache, when there is one, as "context" of "grouped_keys"."""
-        breakdown = self._ctx.memory_breakdown()
-        grouped = self._ctx.grouped_keys_size()
+        breakdown = self._context().memory_breakdown()
+        grouped = self._context().grouped_keys_size()
         if grouped:
             breakdown["grouped_keys"] = {"model": 0, "context": grouped, "compute": 0}
         return breakdown
 
     def n_batch(self) -> int:
-        return self._ctx.n_batch()
+        return self._context().n_batch()
 
     def n_ctx_train(self) -> int:
         return self._model.n_ctx_train()
@@ -254,8 +324,35 @@ class Llama:
     def detokenize(self, tokens: Sequence[int], special: bool = False) -> bytes:
         return self._model.detokenize(list(tokens), False, bool(special))
 
-    def token_bytes(self, token: int) -> bytes:
-        return self._model.token_to_piece(int(token), False)
+    def token_bytes(self, token: int, special: bool = False) -> bytes:
+        """The bytes of a token; special tokens are empty unless special=True."""
+        return self._model.token_to_piece(int(token), bool(special))
+
+    def token_nl(self) -> int:
+        return self._model.token_nl()
+
+    def n_embd(self) -> int:
+        return self._model.n_embd()
+
+    def pooling_type(self) -> int:
+        """llama.cpp's pooling of this context (0 none, 1 mean, 2 cls, 3 last, 4 rank)."""
+        return self._context().pooling_type()
+
+    @property
+    def model(self) -> "_core.Model":
+        """The loaded model (selfextend_gguf._core.Model)."""
+        return self._model
+
+    def close(self) -> None:
+        """Free the context and the model now (llama_cpp's close); the object is unusable after."""
+        with self.lock:
+            self._ctx = None
+            self._model = None
+
+    def _context(self) -> "_core.Context":
+        if self._ctx is None:
+            raise ValueError("this Llama has no context: it was created with vocab_only=True, or closed")
+        return self._ctx
 
     def is_eog(self, token: int) -> bool:
         return self._model.is_eog(int(token))
@@ -264,11 +361,12 @@ class Llama:
 
     def reset(self) -> None:
         """Forget the current sequence (the KV cache is cleared)."""
-        with self._lock:
+        with self.lock:
             self._tokens = []
             self._scores.truncate(0)
             self._positions_edited = False
-            self._ctx.memory_clear()
+            self._ctx_logits_current = False
+            self._context().memory_clear()
 
     def _append(self, tokens: List[int], logits_all: bool,
                 on_chunk: Callable[[int, int, np.ndarray], None],
@@ -277,20 +375,21 @@ class Llama:
         chunk's logits to on_chunk(position, offset in tokens, logits). If a chunk fails
         (or Ctrl-C interrupts), the tokens of this call are dropped again, so the object
         stays usable."""
-        with self._lock:
+        with self.lock:
             start = len(self._tokens)
             self._check_room(start, tokens)
-            n_batch = self._ctx.n_batch()
+            n_batch = self._context().n_batch()
             try:
                 for offset in range(0, len(tokens), n_batch):
                     chunk = tokens[offset:offset + n_batch]
                     pos = len(self._tokens)
-                    on_chunk(pos, offset, self._ctx.decode(chunk, pos, 0, logits_all))
+                    on_chunk(pos, offset, self._context().decode(chunk, pos, 0, logits_all))
+                    self._ctx_logits_current = True
                     self._tokens.extend(chunk)
                     if progress_callback is not None:
                         progress_callback(offset + len(chunk), len(tokens))
             except BaseException:
-                self._ctx.seq_rm(0, start, -1)
+                self._context().seq_rm(0, start, -1)
                 del self._tokens[start:]
                 self._scores.truncate(start)
                 raise
@@ -328,27 +427,28 @@ class Llama:
     def eval_at(self, tokens: Sequence[int], pos: int) -> np.ndarray:
         """Evaluate tokens at positions pos, pos+1, ... and return the last logits."""
         tokens = [int(t) for t in tokens]
-        with self._lock:
+        with self.lock:
             self._check_room(max(pos, len(self._tokens)), tokens)
-            logits = self._ctx.decode(tokens, pos, 0, False)
+            logits = self._context().decode(tokens, pos, 0, False)
+            self._ctx_logits_current = True
             self._tokens.extend(tokens)
             self._positions_edited = True
             return logits[-1]
 
     def kv_seq_add(self, p0: int, p1: int, delta: int) -> None:
         """Add delta to the positions in [p0, p1) of the cache (llama_memory_seq_add)."""
-        with self._lock:
-            self._ctx.seq_add(0, p0, p1, delta)
+        with self.lock:
+            self._context().seq_add(0, p0, p1, delta)
             self._positions_edited = True
 
     def kv_seq_div(self, p0: int, p1: int, d: int) -> None:
         """Integer-divide the positions in [p0, p1) by d (llama_memory_seq_div)."""
-        with self._lock:
-            self._ctx.seq_div(0, p0, p1, d)
+        with self.lock:
+            self._context().seq_div(0, p0, p1, d)
             self._positions_edited = True
 
     def kv_pos_max(self) -> int:
-        return self._ctx.seq_pos_max(0)
+        return self._context().seq_pos_max(0)
 
     def _check_room(self, used: int, tokens: Sequence[int]) -> None:
         if used + len(tokens) > self.n_ctx():
@@ -363,14 +463,15 @@ class Llama:
     def rewind(self, n_tokens: int) -> None:
         """Keep only the first n_tokens of the sequence (the cache drops the rest), e.g. to
         branch several continuations from one cached prefix."""
-        with self._lock:
+        with self.lock:
             if not 0 <= n_tokens <= len(self._tokens):
                 raise ValueError(f"cannot rewind to {n_tokens} tokens: the sequence has {len(self._tokens)}")
             if self._positions_edited:
                 raise ValueError("positions were edited (kv_seq_add/kv_seq_div): reset() instead")
-            self._ctx.seq_rm(0, n_tokens, -1)
+            self._context().seq_rm(0, n_tokens, -1)
             del self._tokens[n_tokens:]
             self._scores.truncate(n_tokens)
+            self._ctx_logits_current = False
 
     def last_logits(self) -> np.ndarray:
         if not self._tokens:
@@ -383,13 +484,13 @@ class Llama:
         tokens = [int(t) for t in tokens]
         if not tokens:
             raise ValueError("empty prompt: give at least one token of text")
-        with self._lock:
+        with self.lock:
             if self._positions_edited:
                 self.reset()
             # always evaluate at least one token, for its logits
             keep = min(common_prefix_length(self._tokens, tokens), len(tokens) - 1)
             if keep < len(self._tokens):
-                self._ctx.seq_rm(0, keep, -1)
+                self._context().seq_rm(0, keep, -1)
                 del self._tokens[keep:]
                 self._scores.truncate(keep)
             self.eval(tokens[keep:], progress_callback)
@@ -397,18 +498,18 @@ class Llama:
 
     def save_state(self) -> LlamaState:
         """The KV cache and evaluated tokens, to restore with load_state."""
-        with self._lock:
+        with self.lock:
             if self._positions_edited:
                 raise ValueError("positions were edited (kv_seq_add/kv_seq_div): reset() before saving a state")
             last = self.last_logits().copy() if self._tokens else None
-            return LlamaState(self.input_ids.copy(), self._ctx.state_get(), last)
+            return LlamaState(self.input_ids.copy(), self._context().state_get(), last)
 
     def load_state(self, state: LlamaState) -> None:
         """Go back to a state from save_state (of a Llama with the same model and settings)."""
-        with self._lock:
+        with self.lock:
             self._check_room(0, [int(t) for t in state.input_ids])
             try:
-                self._ctx.state_set(state.llama_state)
+                self._context().state_set(state.llama_state)
             except Exception:
                 self.reset()   # the cache may hold part of the state: start from empty
                 raise
@@ -417,25 +518,137 @@ class Llama:
             if state.last_logits is not None:
                 self._scores.put(len(self._tokens) - 1, state.last_logits[None, :])
             self._positions_edited = False
+            self._ctx_logits_current = False
 
     def request_abort(self) -> None:
         """Ask a decode running in another thread to stop after its current ubatch
         (it then raises RuntimeError and the evaluation is rolled back)."""
-        self._ctx.request_abort()
+        self._context().request_abort()
 
     def eval_next(self, token: int) -> np.ndarray:
         self.eval([token])
         return self.last_logits()
 
+    def evaluate_rows(self, tokens: Sequence[int], on_chunk: Callable[[int, int, np.ndarray], None]) -> None:
+        """Append tokens, handing every chunk's rows of logits to on_chunk(position, offset,
+        logits) without keeping them (prompt logprobs)."""
+        self._append([int(t) for t in tokens], True, on_chunk)
+
+    # ------------------------------------------------------------------ sampling
+
+    def seed_for_next_call(self) -> int:
+        return self._seed
+
+    def set_last_logits(self, logits: np.ndarray) -> None:
+        """Replace the logits that the next sample draws from (a logits processor's output)."""
+        with self.lock:
+            self._context().set_logits(-1, np.asarray(logits, dtype=np.float32))
+            self._ctx_logits_current = True
+
+    def sample_next(self, sampler: "_core.Sampler") -> int:
+        """Draw the next token with llama.cpp's sampler from the logits after the last token."""
+        with self.lock:
+            if not self._ctx_logits_current:
+                self._restore_ctx_logits()
+            return sampler.sample(self._ctx, -1)
+
+    def _restore_ctx_logits(self) -> None:
+        # after load_state: the context may hold no output row; evaluate the last token again
+        try:
+            self._context().set_logits(-1, self.last_logits())
+        except ValueError:
+            last = self._tokens[-1]
+            self.rewind(len(self._tokens) - 1)
+            self.eval([last])
+        self._ctx_logits_current = True
+
+    def sample(self, top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05, typical_p: float = 1.0,
+               temp: float = 0.80, repeat_penalty: float = 1.0, frequency_penalty: float = 0.0,
+               presence_penalty: float = 0.0, tfs_z: float = 1.0, mirostat_mode: int = 0,
+               mirostat_eta: float = 0.1, mirostat_tau: float = 5.0, penalize_nl: bool = True,
+               logits_processor: Any = None, grammar: Any = None, idx: Optional[int] = None) -> int:
+        """One token from the logits after the last evaluated token (llama_cpp's sample),
+        with llama.cpp's sampler chain; penalties see the last last_n_tokens_size tokens."""
+        from .grammar import user_grammar
+
+        _check_removed_samplers(tfs_z, penalize_nl)
+        if idx is not None and idx != len(self._tokens) - 1:
+            raise ValueError("sample(idx=...) can only sample after the last evaluated token")
+        params = SamplingParams(temp, top_k, top_p, min_p, typical_p, repeat_penalty, presence_penalty,
+                                frequency_penalty, self.last_n_tokens_size, mirostat_mode, mirostat_tau,
+                                mirostat_eta, self._seed)
+        sampler = new_sampler(self._model, params, self.n_ctx(), user_grammar(grammar))
+        with self.lock:
+            for token in self._tokens[-self.last_n_tokens_size:] if self.last_n_tokens_size > 0 else []:
+                sampler.accept(token, False)
+            if logits_processor is not None:
+                logits = self.last_logits()
+                for processor in completions._processors(logits_processor):
+                    logits = processor(self.input_ids, logits)
+                self.set_last_logits(logits)
+            return self.sample_next(sampler)
+
+    def generate(self, tokens: Sequence[int], top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05,
+                 typical_p: float = 1.0, temp: float = 0.80, repeat_penalty: float = 1.0, reset: bool = True,
+                 frequency_penalty: float = 0.0, presence_penalty: float = 0.0, tfs_z: float = 1.0,
+                 mirostat_mode: int = 0, mirostat_tau: float = 5.0, mirostat_eta: float = 0.1,
+                 penalize_nl: bool = True, logits_processor: Any = None,
+                 stopping_criteria: Optional[Sequence[StoppingCriterion]] = None,
+                 grammar: Any = None) -> Iterator[int]:
+        """Tokens, one at a time, after evaluating tokens (llama_cpp's generate; the
+        longest cached prefix is reused whether or not reset is set)."""
+        from .grammar import user_grammar
+
+        _check_removed_samplers(tfs_z, penalize_nl)
+        params = SamplingParams(temp, top_k, top_p, min_p, typical_p, repeat_penalty, presence_penalty,
+                                frequency_penalty, self.last_n_tokens_size, mirostat_mode, mirostat_tau,
+                                mirostat_eta, self._seed)
+        sampler = new_sampler(self._model, params, self.n_ctx(), user_grammar(grammar))
+        processors = completions._processors(logits_processor)
+        tokens = [int(t) for t in tokens]
+        with self.lock:
+            if not reset and self._tokens and tokens[:len(self._tokens)] != self._tokens:
+                tokens = self._tokens + tokens  # continue the current sequence
+            logits = self.prefill(tokens)
+            for token in tokens[-self.last_n_tokens_size:] if self.last_n_tokens_size > 0 else []:
+                sampler.accept(token, False)
+            while True:
+                if processors:
+                    for processor in processors:
+                        logits = processor(self.input_ids, logits)
+                    self.set_last_logits(logits)
+                token = self.sample_next(sampler)
+                sampler.accept(token, True)
+                if stopping_criteria and any(c(self.input_ids, logits) for c in stopping_criteria):
+                    return
+                yield token
+                if self.n_tokens >= self.n_ctx():
+                    return
+                logits = self.eval_next(token)
+
+    @staticmethod
+    def logits_to_logprobs(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+        """log-softmax of logits along axis (llama_cpp's helper)."""
+        logits = np.asarray(logits, dtype=np.float32)
+        return np.apply_along_axis(log_softmax, axis, logits).astype(np.float32)
+
+    @staticmethod
+    def longest_token_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+        return common_prefix_length(a, b)
+
     # ------------------------------------------------------------------ completions
 
-    def _prompt_tokens(self, prompt: Union[str, bytes, Sequence[int]]) -> List[int]:
+    def prompt_tokens(self, prompt: Union[str, bytes, Sequence[int]]) -> List[int]:
+        """A prompt as tokens (text: with BOS when the vocabulary wants it, special tokens parsed)."""
         if isinstance(prompt, (str, bytes)):
             if not prompt:
                 raise ValueError("empty prompt: give at least one character of text")
             tokens = self.tokenize(prompt, add_bos=True, special=True)
         else:
             tokens = [int(t) for t in prompt]
+        return self.check_prompt(tokens)
+
+    def check_prompt(self, tokens: List[int]) -> List[int]:
         if not tokens:
             raise ValueError("empty prompt: give at least one token of text")
         if len(tokens) >= self.n_ctx():
@@ -446,108 +659,163 @@ class Llama:
                 f"{self.n_ctx_train()})")
         return tokens
 
-    def _generation(self, prompt_tokens: List[int], max_tokens: Optional[int], temperature: float,
-                    top_k: int, top_p: float, min_p: float, repeat_penalty: float,
-                    seed: Optional[int], stop: Union[str, Sequence[str], None],
-                    progress_callback: Optional[ProgressCallback],
-                    stopping_criteria: Optional[Sequence[StoppingCriterion]],
-                    logit_bias: Optional[Mapping[int, float]]) -> Generation:
-        if max_tokens is not None and max_tokens <= 0:
-            max_tokens = None  # llama_cpp: unlimited, bounded by n_ctx
-        if isinstance(stop, str):
-            stop = [stop]
-        if logit_bias:
-            try:
-                logit_bias = {int(token): float(bias) for token, bias in logit_bias.items()}
-            except (TypeError, ValueError) as err:
-                raise ValueError("logit_bias must map token ids to numbers") from err
-        params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
-                                repeat_penalty=repeat_penalty, logit_bias=logit_bias or None)
-        if seed is None:
-            seed = self._seed
-        sampler = Sampler(params, None if seed == LLAMA_DEFAULT_SEED else seed)
-        return Generation(self, prompt_tokens, sampler, max_tokens, list(stop or []), progress_callback,
-                          stopping_criteria or ())
-
     def create_completion(
         self,
         prompt: Union[str, bytes, Sequence[int]],
+        suffix: Optional[str] = None,
         max_tokens: Optional[int] = 16,
         temperature: float = 0.8,
         top_p: float = 0.95,
         min_p: float = 0.05,
+        typical_p: float = 1.0,
+        logprobs: Optional[int] = None,
+        echo: bool = False,
         stop: Union[str, Sequence[str], None] = None,
-        stream: bool = False,
-        seed: Optional[int] = None,
+        frequency_penalty: float = 0.0,
+        presence_penalty: float = 0.0,
         repeat_penalty: float = 1.0,
         top_k: int = 40,
-        echo: bool = False,
-        progress_callback: Optional[ProgressCallback] = None,
+        stream: bool = False,
+        seed: Optional[int] = None,
+        tfs_z: float = 1.0,
+        mirostat_mode: int = 0,
+        mirostat_tau: float = 5.0,
+        mirostat_eta: float = 0.1,
+        model: Optional[str] = None,
         stopping_criteria: Optional[Sequence[StoppingCriterion]] = None,
-        logit_bias: Optional[Mapping[int, float]] = None,
+        logits_processor: Union[None, LogitsProcessor, Sequence[LogitsProcessor]] = None,
+        grammar: Any = None,
+        logit_bias: Optional[Mapping[Any, float]] = None,
+        progress_callback: Optional[ProgressCallback] = None,
+        response_format: Optional[Mapping[str, Any]] = None,
     ) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
-        """Complete a prompt; an OpenAI-shaped dict, or an iterator of chunks with stream=True."""
-        prompt_tokens = self._prompt_tokens(prompt)
-        gen = self._generation(prompt_tokens, max_tokens, temperature, top_k, top_p, min_p,
-                               repeat_penalty, seed, stop, progress_callback, stopping_criteria,
-                               logit_bias)
-        id_ = responses.new_id("cmpl")
-        prefix = self.detokenize(prompt_tokens).decode("utf-8", errors="replace") if echo else ""
-        if stream:
-            return self._stream_completion(gen, id_, prefix)
-        with self._lock:
-            text = prefix + "".join(gen)
-        return responses.completion(id_, self.model_path, text, gen.finish_reason,
-                                    responses.usage(len(prompt_tokens), len(gen.completion_tokens)))
+        """Complete a prompt (llama_cpp's arguments); an OpenAI-shaped dict, or an iterator of
+        chunks with stream=True. suffix= fills in the middle; logprobs=N adds the N most
+        likely tokens per position; grammar= (GBNF or LlamaGrammar) or response_format=
+        (a JSON schema) constrain the output."""
+        _check_removed_samplers(tfs_z)
+        self._context()
+        sampling = self._sampling(temperature, top_k, top_p, min_p, typical_p, repeat_penalty, presence_penalty,
+                                  frequency_penalty, mirostat_mode, mirostat_tau, mirostat_eta, seed, logit_bias)
+        options = GenerationOptions(max_tokens, stop, stream, progress_callback, stopping_criteria, logits_processor)
+        return completions.completion(self, prompt, sampling, options, suffix=suffix, logprobs=logprobs, echo=echo,
+                                      grammar=grammar, response_format=response_format)
 
-    def _stream_completion(self, gen: Generation, id_: str, prefix: str) -> Iterator[Dict[str, Any]]:
-        with self._lock:
-            if prefix:
-                yield responses.completion(id_, self.model_path, prefix, None, chunk=True)
-            for piece in gen:
-                yield responses.completion(id_, self.model_path, piece, None, chunk=True)
-            yield responses.completion(id_, self.model_path, "", gen.finish_reason, chunk=True)
-
-    def __call__(self, prompt, **kwargs):
-        return self.create_completion(prompt, **kwargs)
+    def __call__(self, prompt, *args, **kwargs):
+        return self.create_completion(prompt, *args, **kwargs)
 
     def create_chat_completion(
         self,
         messages: Sequence[Mapping[str, Any]],
+        functions: Optional[Sequence[Mapping[str, Any]]] = None,
+        function_call: Any = None,
+        tools: Optional[Sequence[Mapping[str, Any]]] = None,
+        tool_choice: Any = None,
         temperature: float = 0.2,
         top_p: float = 0.95,
         top_k: int = 40,
         min_p: float = 0.05,
+        typical_p: float = 1.0,
         stream: bool = False,
         stop: Union[str, Sequence[str], None] = None,
         seed: Optional[int] = None,
+        response_format: Optional[Mapping[str, Any]] = None,
         max_tokens: Optional[int] = None,
+        presence_penalty: float = 0.0,
+        frequency_penalty: float = 0.0,
         repeat_penalty: float = 1.0,
+        tfs_z: float = 1.0,
+        mirostat_mode: int = 0,
+        mirostat_tau: float = 5.0,
+        mirostat_eta: float = 0.1,
+        model: Optional[str] = None,
+        logits_processor: Union[None, LogitsProcessor, Sequence[LogitsProcessor]] = None,
+        grammar: Any = None,
+        logit_bias: Optional[Mapping[Any, float]] = None,
+        logprobs: Optional[bool] = None,
+        top_logprobs: Optional[int] = None,
+        parallel_tool_calls: Optional[bool] = None,
         progress_callback: Optional[ProgressCallback] = None,
         stopping_criteria: Optional[Sequence[StoppingCriterion]] = None,
-        logit_bias: Optional[Mapping[int, float]] = None,
     ) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
-        """Chat with the GGUF's chat template; OpenAI-shaped dict or chunk iterator."""
-        prompt = self.format_chat(messages)
-        prompt_tokens = self._prompt_tokens(prompt)
-        gen = self._generation(prompt_tokens, max_tokens, temperature, top_k, top_p, min_p,
-                               repeat_penalty, seed, stop, progress_callback, stopping_criteria,
-                               logit_bias)
-        id_ = responses.new_id("chatcmpl")
-        if stream:
-            return self._stream_chat(gen, id_)
-        with self._lock:
-            content = "".join(gen)
-        return responses.chat_completion(id_, self.model_path, content, gen.finish_reason,
-                                         responses.usage(len(prompt_tokens), len(gen.completion_tokens)))
+        """Chat with the model's chat template (llama.cpp's common chat, as llama-server
+        --jinja); an OpenAI-shaped dict or chunk iterator. tools/tool_choice give
+        message.tool_calls; response_format gives JSON; logprobs/top_logprobs as OpenAI."""
+        _check_removed_samplers(tfs_z)
+        self._context()
+        sampling = self._sampling(temperature, top_k, top_p, min_p, typical_p, repeat_penalty, presence_penalty,
+                                  frequency_penalty, mirostat_mode, mirostat_tau, mirostat_eta, seed, logit_bias)
+        options = GenerationOptions(max_tokens, stop, stream, progress_callback, stopping_criteria, logits_processor)
+        return completions.chat_completion(
+            self, messages, sampling, options, tools=tools, tool_choice=tool_choice, functions=functions,
+            function_call=function_call, response_format=response_format, grammar=grammar, logprobs=logprobs,
+            top_logprobs=top_logprobs, parallel_tool_calls=parallel_tool_calls)
+
+    def create_chat_completion_openai_v1(self, *args, **kwargs):
+        """create_chat_completion, returned as the openai package's types."""
+        try:
+            from openai.types.chat import ChatCompletion, ChatCompletionChunk
+        except ImportError as err:
+            raise ImportError("create_chat_completion_openai_v1 needs the openai package") from err
+        result = self.create_chat_completion(*args, **kwargs)
+        if kwargs.get("stream"):
+            return (ChatCompletionChunk(**chunk) for chunk in result)
+        return ChatCompletion(**result)
+
+    def _sampling(self, temperature, top_k, top_p, min_p, typical_p, repeat_penalty, presence_penalty,
+                  frequency_penalty, mirostat_mode, mirostat_tau, mirostat_eta, seed, logit_bias) -> SamplingParams:
+        from .sampling import logit_bias_of
+
+        params = SamplingParams(temperature, top_k, top_p, min_p, typical_p, repeat_penalty, presence_penalty,
+                                frequency_penalty, self.last_n_tokens_size, mirostat_mode, mirostat_tau,
+                                mirostat_eta, seed, logit_bias_of(logit_bias))
+        params.validate()
+        return params
 
     def format_chat(self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True) -> str:
-        """The prompt text for messages, by the GGUF's chat template (ChatML if it has none)."""
-        return chat_format.format_chat(self._model.chat_template(), messages, add_generation_prompt)
+        """The prompt text for messages, by the chat template (the GGUF's; ChatML if it has none)."""
+        return self.chat_formatter.format(messages, add_generation_prompt)
 
-    def _stream_chat(self, gen: Generation, id_: str) -> Iterator[Dict[str, Any]]:
-        with self._lock:
-            yield responses.chat_chunk(id_, self.model_path, {"role": "assistant"}, None)
-            for piece in gen:
-                yield responses.chat_chunk(id_, self.model_path, {"content": piece}, None)
-            yield responses.chat_chunk(id_, self.model_path, {}, gen.finish_reason)
+    # ------------------------------------------------------------------ embeddings
+
+    def embed_tokens(self, tokens: Sequence[int]) -> np.ndarray:
+        """Embedding rows of one input (the cache is cleared: embeddings are computed from empty)."""
+        with self.lock:
+            self.reset()
+            return self._context().embed([int(t) for t in tokens])
+
+    def embedding_limit(self) -> int:
+        """The most tokens one input may have (it is computed in one ubatch)."""
+        return self._context().n_ubatch()
+
+    def embed(self, input: Union[str, Sequence[str]], normalize: bool = True, truncate: bool = True,
+              return_count: bool = False):
+        """Embeddings of input (llama_cpp's embed; needs embedding=True)."""
+        return embeddings.embed(self, input, normalize, truncate, return_count)
+
+    def create_embedding(self, input: Union[str, Sequence[str]], model: Optional[str] = None) -> Dict[str, Any]:
+        """OpenAI-shaped embeddings of input (needs embedding=True)."""
+        return embeddings.create_embedding(self, input, model)
+
+
+def _check_removed_samplers(tfs_z: float = 1.0, penalize_nl: bool = True) -> None:
+    if tfs_z != 1.0:
+        raise ValueError("tfs_z (tail-free sampling) was removed from llama.cpp; leave it at 1.0, and use min_p "
+                         "or top_p instead")
+    if not penalize_nl:
+        raise ValueError("penalize_nl=False was removed from llama.cpp's penalties sampler; leave it True")
+
+
+def _refuse_unsupported(**arguments: Any) -> None:
+    """llama_cpp arguments that this package does not implement: an error, never ignored."""
+    why = {
+        "rpc_servers": "llama.cpp's RPC backend is not built into this package yet",
+        "lora_base": "llama.cpp dropped lora_base; pass lora_path (and lora_scale) alone",
+        "chat_handler": "multimodal and custom chat handlers are not supported; use chat_format= or "
+                        "chat_template=",
+        "draft_model": "speculative decoding with a draft model is not supported",
+        "tokenizer": "the GGUF's own tokenizer is always used; a custom tokenizer is not supported",
+    }
+    for name, value in arguments.items():
+        if value is not None:
+            raise ValueError(f"{name}= is not supported: {why[name]}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -32,10 +32,16 @@ class TinyConfig:
     seed: int = 0
     n_byte_tokens: int = 256     # fewer: a broken vocabulary, bytes from 0x00 on are missing
     n_extra_tokens: int = 0      # unused tokens appended, for a large vocabulary
+    # control tokens appended after the bytes (chat and tool-call markers, FIM tokens);
+    # "<fim_prefix>", "<fim_suffix>" and "<fim_middle>" become the vocabulary's FIM tokens
+    special_tokens: Tuple[str, ...] = ()
 
     @property
     def n_vocab(self) -> int:
-        return N_SPECIAL + self.n_byte_tokens + self.n_extra_tokens
+        return N_SPECIAL + self.n_byte_tokens + len(self.special_tokens) + self.n_extra_tokens
+
+    def special_token_id(self, text: str) -> int:
+        return N_SPECIAL + self.n_byte_tokens + self.special_tokens.index(text)
 
     @property
     def head_dim(self) -> int:
@@ -106,7 +112,7 @@ def write_tiny_model(directory: Path, cfg: Optional[TinyConfig] = None, name: Op
     writer.add_layer_norm_rms_eps(cfg.rms_eps)
     writer.add_file_type(gguf.LlamaFileType.ALL_F32)
 
-    _add_byte_tokenizer(writer, cfg.n_byte_tokens, cfg.n_extra_tokens)
+    _add_byte_tokenizer(writer, cfg.n_byte_tokens, cfg.n_extra_tokens, cfg.special_tokens)
 
     for tensor_name, array in weights.items():
         writer.add_tensor(tensor_name, array)
@@ -118,16 +124,24 @@ def write_tiny_model(directory: Path, cfg: Optional[TinyConfig] = None, name: Op
     return TinyModel(cfg, path, weights)
 
 
-def _add_byte_tokenizer(writer, n_byte_tokens: int = 256, n_extra_tokens: int = 0) -> None:
+def _add_byte_tokenizer(writer, n_byte_tokens: int = 256, n_extra_tokens: int = 0,
+                        special_tokens: Tuple[str, ...] = ()) -> None:
     import gguf
 
     # the byte tokens kept are the last n_byte_tokens (so 'A' = 0x41 is missing from a
     # vocabulary of 90 byte tokens)
     first_byte = 256 - n_byte_tokens
     tokens = [b"<unk>", b"<s>", b"</s>"] + [f"<0x{b:02X}>".encode() for b in range(first_byte, 256)] + \
-             [f"<extra_{i}>".encode() for i in range(n_extra_tokens)]
+             [t.encode() for t in special_tokens] + [f"<extra_{i}>".encode() for i in range(n_extra_tokens)]
     types = [gguf.TokenType.UNKNOWN, gguf.TokenType.CONTROL, gguf.TokenType.CONTROL] + \
-            [gguf.TokenType.BYTE] * n_byte_tokens + [gguf.TokenType.UNUSED] * n_extra_tokens
+            [gguf.TokenType.BYTE] * n_byte_tokens + [gguf.TokenType.CONTROL] * len(special_tokens) + \
+            [gguf.TokenType.UNUSED] * n_extra_tokens
+    first_special = N_SPECIAL + n_byte_tokens
+    for text, key in (("<fim_prefix>", "tokenizer.ggml.fim_pre_token_id"),
+                      ("<fim_suffix>", "tokenizer.ggml.fim_suf_token_id"),
+                      ("<fim_middle>", "tokenizer.ggml.fim_mid_token_id")):
+        if text in special_tokens:
+            writer.add_uint32(key, first_special + special_tokens.index(text))
     writer.add_tokenizer_model("llama")
     writer.add_token_list(tokens)
     writer.add_token_scores([0.0] * len(tokens))

@@ -15,21 +15,13 @@
 #include <tuple>
 #include <vector>
 
-namespace {
-
-struct Context {
-    std::shared_ptr<Model> model;
-    llama_context * ctx = nullptr;
-    bool kv_unified = true;
-    std::atomic<bool> abort_requested{false};
-    std::unique_ptr<TensorCapture> capture;  // with ContextOptions.capture_layers
-
-    ~Context() {
-        if (ctx) {
-            llama_free(ctx);
-        }
+Context::~Context() {
+    if (ctx) {
+        llama_free(ctx);
     }
-};
+}
+
+namespace {
 
 bool abort_callback(void * data) {
     return static_cast<Context *>(data)->abort_requested.load();
@@ -51,6 +43,14 @@ struct ContextOptions {
     float    rope_freq_scale = 0.0f;
     float    yarn_ext_factor = -1.0f;
     uint32_t yarn_orig_ctx = 0;
+    float    yarn_attn_factor = -1.0f;  // negative: from the model
+    float    yarn_beta_fast = -1.0f;
+    float    yarn_beta_slow = -1.0f;
+    bool     op_offload = true;
+    bool     swa_full = true;
+    bool     embeddings = false;      // embeddings can be extracted (Llama(embedding=True))
+    int      pooling_type = LLAMA_POOLING_TYPE_UNSPECIFIED;
+    bool     offload_kqv = true;
     bool     capture_layers = false;  // keep each Self-Extend layer's inputs and output (tests)
 };
 
@@ -71,7 +71,17 @@ std::unique_ptr<Context> create_context(std::shared_ptr<Model> model, const Cont
     p.rope_freq_scale   = o.rope_freq_scale;
     p.yarn_ext_factor   = o.yarn_ext_factor;
     p.yarn_orig_ctx     = o.yarn_orig_ctx;
+    p.yarn_attn_factor  = o.yarn_attn_factor;
+    p.yarn_beta_fast    = o.yarn_beta_fast;
+    p.yarn_beta_slow    = o.yarn_beta_slow;
+    p.op_offload        = o.op_offload;
+    p.swa_full          = o.swa_full;
     p.no_perf           = false;
+    p.pooling_type      = (enum llama_pooling_type) o.pooling_type;
+    p.offload_kqv       = o.offload_kqv;
+    // embeddings are switched on only while Context.embed runs (llama_set_embeddings):
+    // generation from the same context keeps computing logits only
+    p.embeddings        = false;
 
     auto c = std::make_unique<Context>();
     c->model = std::move(model);
@@ -165,6 +175,123 @@ py::array_t<float> decode(Context & c, const std::vector<llama_token> & tokens, 
     return out;
 }
 
+// Embeddings of tokens as one sequence, decoded from an empty cache: one pooled row
+// (the GGUF's pooling, or the context's pooling_type), or one row per token without
+// pooling. The cache is cleared again afterwards.
+py::array_t<float> embed(Context & c, const std::vector<llama_token> & tokens) {
+    const int32_t n = (int32_t) tokens.size();
+    const enum llama_pooling_type pooling = llama_pooling_type(c.ctx);
+    if (n == 0) {
+        throw std::invalid_argument("cannot embed an empty input");
+    }
+    if ((uint32_t) n > llama_n_ubatch(c.ctx)) {
+        throw std::invalid_argument("input of " + std::to_string(n) + " tokens is longer than n_ubatch=" +
+                                    std::to_string(llama_n_ubatch(c.ctx)) + ": an embedding is computed in one "
+                                    "ubatch; create the Llama with a larger n_batch and n_ubatch");
+    }
+    const int32_t n_vocab = llama_vocab_n_tokens(c.model->vocab);
+    for (llama_token t : tokens) {
+        if (t < 0 || t >= n_vocab) {
+            throw std::invalid_argument("token id " + std::to_string(t) + " is outside the vocabulary");
+        }
+    }
+    llama_batch batch = llama_batch_init(n, 0, 1);
+    for (int32_t i = 0; i < n; ++i) {
+        batch.token[i]     = tokens[i];
+        batch.pos[i]       = i;
+        batch.n_seq_id[i]  = 1;
+        batch.seq_id[i][0] = 0;
+        batch.logits[i]    = true;
+    }
+    batch.n_tokens = n;
+
+    const int64_t n_embd = llama_model_n_embd_out(c.model->model);
+    py::array_t<float> out;
+    int32_t rc = 0;
+    std::string reason;
+    {
+        py::gil_scoped_release release;
+        llama_errors_clear();
+        llama_memory_clear(llama_get_memory(c.ctx), true);
+        llama_set_embeddings(c.ctx, true);
+        try {
+            rc = call_llama("computing embeddings", "", [&] {
+                return llama_model_has_encoder(c.model->model) && !llama_model_has_decoder(c.model->model)
+                    ? llama_encode(c.ctx, batch) : llama_decode(c.ctx, batch);
+            });
+        } catch (...) {
+            llama_set_embeddings(c.ctx, false);
+            llama_memory_clear(llama_get_memory(c.ctx), true);
+            llama_batch_free(batch);
+            throw;
+        }
+        reason = llama_errors_take();
+    }
+    llama_batch_free(batch);
+    if (rc == 0) {
+        if (pooling == LLAMA_POOLING_TYPE_NONE) {
+            out = py::array_t<float>({ (py::ssize_t) n, (py::ssize_t) n_embd });
+            for (int32_t i = 0; i < n; ++i) {
+                const float * row = llama_get_embeddings_ith(c.ctx, i);
+                if (row == nullptr) {
+                    rc = -100;
+                    break;
+                }
+                std::memcpy(out.mutable_data(i, 0), row, sizeof(float) * n_embd);
+            }
+        } else {
+            const float * row = llama_get_embeddings_seq(c.ctx, 0);
+            const int64_t n_out = pooling == LLAMA_POOLING_TYPE_RANK ? llama_model_n_cls_out(c.model->model) : n_embd;
+            if (row == nullptr) {
+                rc = -100;
+            } else {
+                out = py::array_t<float>({ (py::ssize_t) 1, (py::ssize_t) n_out });
+                std::memcpy(out.mutable_data(), row, sizeof(float) * n_out);
+            }
+        }
+    }
+    llama_set_embeddings(c.ctx, false);
+    llama_memory_clear(llama_get_memory(c.ctx), true);
+    llama_self_extend_invalidate(c.ctx);
+    if (rc != 0) {
+        throw llama_cpp_error("computing embeddings failed in llama.cpp (code " + std::to_string(rc) + ")" +
+                              (reason.empty() ? std::string() : ": " + reason));
+    }
+    return out;
+}
+
+// Overwrite the logits of output row idx of the last decode (a logits processor's result),
+// so that the sampler, which reads the context's logits, draws from them.
+void set_logits(Context & c, int32_t idx, py::array_t<float, py::array::c_style | py::array::forcecast> logits) {
+    const int32_t n_vocab = llama_vocab_n_tokens(c.model->vocab);
+    if (logits.ndim() != 1 || logits.shape(0) != n_vocab) {
+        throw std::invalid_argument("logits must be one row of n_vocab=" + std::to_string(n_vocab) + " floats");
+    }
+    llama_errors_clear();
+    float * row = llama_get_logits_ith(c.ctx, idx);
+    llama_errors_take();
+    if (row == nullptr) {
+        throw std::invalid_argument("no logits at output row " + std::to_string(idx) + " of the last decode");
+    }
+    std::memcpy(row, logits.data(), sizeof(float) * n_vocab);
+}
+
+void set_lora(Context & c, const std::string & path, float scale) {
+    llama_errors_clear();
+    llama_adapter_lora * adapter = call_llama("loading the LoRA adapter", "", [&] {
+        return llama_adapter_lora_init(c.model->model, path.c_str());
+    });
+    const std::string reason = llama_errors_take();
+    if (adapter == nullptr) {
+        throw std::invalid_argument("llama.cpp could not load the LoRA adapter '" + path + "'" +
+                                    (reason.empty() ? std::string(" (not a LoRA GGUF for this model?)")
+                                                    : ": " + reason));
+    }
+    if (llama_set_adapters_lora(c.ctx, &adapter, 1, &scale) != 0) {
+        throw llama_cpp_error("llama.cpp could not apply the LoRA adapter '" + path + "'");
+    }
+}
+
 }  // namespace
 
 void bind_context(py::module_ & m) {
@@ -185,7 +312,15 @@ void bind_context(py::module_ & m) {
         .def_readwrite("rope_freq_base", &ContextOptions::rope_freq_base)
         .def_readwrite("rope_freq_scale", &ContextOptions::rope_freq_scale)
         .def_readwrite("yarn_ext_factor", &ContextOptions::yarn_ext_factor)
-        .def_readwrite("yarn_orig_ctx", &ContextOptions::yarn_orig_ctx);
+        .def_readwrite("yarn_orig_ctx", &ContextOptions::yarn_orig_ctx)
+        .def_readwrite("embeddings", &ContextOptions::embeddings)
+        .def_readwrite("pooling_type", &ContextOptions::pooling_type)
+        .def_readwrite("offload_kqv", &ContextOptions::offload_kqv)
+        .def_readwrite("yarn_attn_factor", &ContextOptions::yarn_attn_factor)
+        .def_readwrite("yarn_beta_fast", &ContextOptions::yarn_beta_fast)
+        .def_readwrite("yarn_beta_slow", &ContextOptions::yarn_beta_slow)
+        .def_readwrite("op_offload", &ContextOptions::op_offload)
+        .def_readwrite("swa_full", &ContextOptions::swa_full);
 
     py::class_<Context>(m, "Context")
         .def(py::init(&create_context), py::arg("model"), py::arg("options"))
@@ -193,6 +328,13 @@ void bind_context(py::module_ & m) {
              py::arg("logits_all") = false,
              "Evaluate tokens at positions pos0.. of sequence seq_id; returns the logits of the "
              "last token, or of every token with logits_all. The GIL is released meanwhile.")
+        .def("embed", &embed, py::arg("tokens"),
+             "Embeddings of tokens as one sequence (pooled: 1 row; without pooling: one per token).")
+        .def("pooling_type", [](const Context & c) { return (int) llama_pooling_type(c.ctx); })
+        .def("set_logits", &set_logits, py::arg("idx"), py::arg("logits"),
+             "Overwrite the logits of output row idx of the last decode (for logits processors).")
+        .def("set_lora", &set_lora, py::arg("path"), py::arg("scale") = 1.0f,
+             "Load a LoRA adapter GGUF and apply it to this context with that scale.")
         .def("take_captured", [](Context & c) {
             if (!c.capture) {
                 throw std::invalid_argument("this context was created without capture_layers=True");

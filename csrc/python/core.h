@@ -5,6 +5,7 @@
 
 #include "llama.h"
 
+#include <atomic>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -18,6 +19,19 @@ struct Model {
     std::string path;
 
     ~Model();
+};
+
+struct TensorCapture;
+
+// A llama.cpp context (KV cache + compute) over a Model. The sampler reads its logits.
+struct Context {
+    std::shared_ptr<Model> model;
+    llama_context * ctx = nullptr;
+    bool kv_unified = true;
+    std::atomic<bool> abort_requested{false};
+    std::unique_ptr<TensorCapture> capture;  // with ContextOptions.capture_layers
+
+    ~Context();
 };
 
 // A failure inside llama.cpp, raised in Python as selfextend_gguf.LlamaCppError (a
@@ -50,4 +64,6 @@ auto call_llama(const char * operation, const char * hint, F && f) -> decltype(f
 
 void bind_model(py::module_ & m);
 void bind_context(py::module_ & m);
+void bind_sampler(py::module_ & m);
+void bind_chat(py::module_ & m);
 void bind_build_info(py::module_ & m);

@@ -6,6 +6,7 @@
 
 #include <pybind11/stl.h>
 
+#include <cstdio>
 #include <optional>
 #include <stdexcept>
 #include <vector>
@@ -18,10 +19,81 @@ Model::~Model() {
 
 namespace {
 
-std::shared_ptr<Model> load_model(const std::string & path, int32_t n_gpu_layers, bool vocab_only) {
+// How to load a model: llama_cpp.Llama's constructor arguments for llama_model_params
+struct ModelOptions {
+    int32_t            n_gpu_layers = 0;
+    int32_t            split_mode   = LLAMA_SPLIT_MODE_LAYER;
+    int32_t            main_gpu     = 0;
+    std::vector<float> tensor_split;  // empty: llama.cpp's default split
+    bool               vocab_only   = false;
+    bool               use_mmap     = true;
+    bool               use_mlock    = false;
+    bool               check_tensors = false;
+    // (key, value) with value a bool, int, float or str, as llama_cpp's kv_overrides
+    std::vector<std::pair<std::string, py::object>> kv_overrides;
+};
+
+llama_model_kv_override kv_override(const std::string & key, const py::object & value) {
+    llama_model_kv_override o{};
+    if (key.empty() || key.size() >= sizeof(o.key)) {
+        throw std::invalid_argument("kv_overrides: key '" + key + "' must have 1 to 127 characters");
+    }
+    std::snprintf(o.key, sizeof(o.key), "%s", key.c_str());
+    if (py::isinstance<py::bool_>(value)) {
+        o.tag = LLAMA_KV_OVERRIDE_TYPE_BOOL;
+        o.val_bool = value.cast<bool>();
+    } else if (py::isinstance<py::int_>(value)) {
+        o.tag = LLAMA_KV_OVERRIDE_TYPE_INT;
+        o.val_i64 = value.cast<int64_t>();
+    } else if (py::isinstance<py::float_>(value)) {
+        o.tag = LLAMA_KV_OVERRIDE_TYPE_FLOAT;
+        o.val_f64 = value.cast<double>();
+    } else if (py::isinstance<py::str>(value)) {
+        const std::string v = value.cast<std::string>();
+        if (v.size() >= sizeof(o.val_str)) {
+            throw std::invalid_argument("kv_overrides: the value of '" + key + "' must have at most 127 characters");
+        }
+        o.tag = LLAMA_KV_OVERRIDE_TYPE_STR;
+        std::snprintf(o.val_str, sizeof(o.val_str), "%s", v.c_str());
+    } else {
+        throw std::invalid_argument("kv_overrides: the value of '" + key + "' must be a bool, int, float or str");
+    }
+    return o;
+}
+
+std::shared_ptr<Model> load_model(const std::string & path, const ModelOptions & o) {
     llama_model_params params = llama_model_default_params();
-    params.n_gpu_layers = n_gpu_layers;
-    params.vocab_only   = vocab_only;
+    params.n_gpu_layers  = o.n_gpu_layers;
+    params.split_mode    = (llama_split_mode) o.split_mode;
+    params.main_gpu      = o.main_gpu;
+    params.vocab_only    = o.vocab_only;
+    params.check_tensors = o.check_tensors;
+    if (!o.use_mmap) {
+        params.load_mode = o.use_mlock ? LLAMA_LOAD_MODE_MLOCK : LLAMA_LOAD_MODE_NONE;
+    } else if (o.use_mlock) {
+        params.load_mode = LLAMA_LOAD_MODE_MMAP_MLOCK;
+    } else {
+        params.load_mode = LLAMA_LOAD_MODE_MMAP;
+    }
+    std::vector<float> split;
+    if (!o.tensor_split.empty()) {
+        if (o.tensor_split.size() > llama_max_devices()) {
+            throw std::invalid_argument("tensor_split has " + std::to_string(o.tensor_split.size()) +
+                                        " entries; this build has at most " + std::to_string(llama_max_devices()) +
+                                        " devices");
+        }
+        split = o.tensor_split;
+        split.resize(llama_max_devices(), 0.0f);
+        params.tensor_split = split.data();
+    }
+    std::vector<llama_model_kv_override> overrides;
+    for (const auto & [key, value] : o.kv_overrides) {
+        overrides.push_back(kv_override(key, value));
+    }
+    if (!overrides.empty()) {
+        overrides.push_back(llama_model_kv_override{});  // an empty key ends the list
+        params.kv_overrides = overrides.data();
+    }
 
     llama_model * model = nullptr;
     std::string reason;
@@ -131,9 +203,20 @@ py::bytes detokenize(const Model & m, const std::vector<llama_token> & tokens, b
 }  // namespace
 
 void bind_model(py::module_ & m) {
+    py::class_<ModelOptions>(m, "ModelOptions")
+        .def(py::init<>())
+        .def_readwrite("n_gpu_layers", &ModelOptions::n_gpu_layers)
+        .def_readwrite("split_mode", &ModelOptions::split_mode)
+        .def_readwrite("main_gpu", &ModelOptions::main_gpu)
+        .def_readwrite("tensor_split", &ModelOptions::tensor_split)
+        .def_readwrite("vocab_only", &ModelOptions::vocab_only)
+        .def_readwrite("use_mmap", &ModelOptions::use_mmap)
+        .def_readwrite("use_mlock", &ModelOptions::use_mlock)
+        .def_readwrite("check_tensors", &ModelOptions::check_tensors)
+        .def_readwrite("kv_overrides", &ModelOptions::kv_overrides);
+
     py::class_<Model, std::shared_ptr<Model>>(m, "Model")
-        .def(py::init(&load_model), py::arg("path"), py::arg("n_gpu_layers") = 0,
-             py::arg("vocab_only") = false)
+        .def(py::init(&load_model), py::arg("path"), py::arg_v("options", ModelOptions(), "ModelOptions()"))
         .def_readonly("path", &Model::path)
         .def("n_ctx_train", [](const Model & s) { return llama_model_n_ctx_train(s.model); })
         .def("n_vocab",     [](const Model & s) { return llama_vocab_n_tokens(s.vocab); })
@@ -160,6 +243,14 @@ void bind_model(py::module_ & m) {
         .def("token_bos", [](const Model & s) { return llama_vocab_bos(s.vocab); })
         .def("token_eos", [](const Model & s) { return llama_vocab_eos(s.vocab); })
         .def("token_eot", [](const Model & s) { return llama_vocab_eot(s.vocab); })
+        .def("token_nl",  [](const Model & s) { return llama_vocab_nl(s.vocab); })
+        .def("token_fim_pre", [](const Model & s) { return llama_vocab_fim_pre(s.vocab); })
+        .def("token_fim_suf", [](const Model & s) { return llama_vocab_fim_suf(s.vocab); })
+        .def("token_fim_mid", [](const Model & s) { return llama_vocab_fim_mid(s.vocab); })
+        .def("add_eos",   [](const Model & s) { return llama_vocab_get_add_eos(s.vocab); })
+        .def("has_encoder", [](const Model & s) { return llama_model_has_encoder(s.model); })
+        .def("has_decoder", [](const Model & s) { return llama_model_has_decoder(s.model); })
+        .def("max_devices", [](const Model &) { return llama_max_devices(); })
         .def("add_bos",   [](const Model & s) { return llama_vocab_get_add_bos(s.vocab); })
         .def("is_eog", [](const Model & s, llama_token t) { return llama_vocab_is_eog(s.vocab, t); }, py::arg("token"))
         .def("self_extend_supported", [](const Model & s) { return llama_self_extend_supported(s.model); },

@@ -3,6 +3,7 @@
 #include "core.h"
 
 #include "llama-selfextend.h"
+#include "log.h"
 
 #include <pybind11/stl.h>
 
@@ -50,32 +51,6 @@ void log_to_stderr(ggml_log_level level, const char * text, void * /*user_data*/
     }
 }
 
-std::string apply_chat_template(const std::string & tmpl,
-                                const std::vector<std::pair<std::string, std::string>> & messages,
-                                bool add_assistant) {
-    std::vector<llama_chat_message> chat;
-    chat.reserve(messages.size());
-    for (const auto & [role, content] : messages) {
-        chat.push_back({role.c_str(), content.c_str()});
-    }
-    std::vector<char> buf(4096);
-    for (int attempt = 0; attempt < 2; ++attempt) {
-        const int32_t n = call_llama("applying the chat template", "", [&] {
-            return llama_chat_apply_template(tmpl.c_str(), chat.data(), chat.size(),
-                                             add_assistant, buf.data(), (int32_t) buf.size());
-        });
-        if (n < 0) {
-            throw std::invalid_argument("this chat template is not one llama.cpp knows; "
-                                        "pass chat_format or format the prompt yourself");
-        }
-        if ((size_t) n <= buf.size()) {
-            return std::string(buf.data(), n);
-        }
-        buf.resize(n);
-    }
-    throw std::runtime_error("chat template output size changed between calls");
-}
-
 }  // namespace
 
 void llama_errors_clear() {
@@ -99,8 +74,13 @@ PYBIND11_MODULE(_core, m) {
     llama_log_set(log_to_stderr, nullptr);
     llama_backend_init();
 
+    // common/ logs through a logger of its own; its messages reach Python as exception
+    // texts, so it stays quiet unless verbose
+    common_log_set_verbosity_thold(LOG_LEVEL_OUTPUT);
+
     m.def("set_verbose", [](bool verbose) {
         g_log_level = verbose ? GGML_LOG_LEVEL_INFO : GGML_LOG_LEVEL_ERROR;
+        common_log_set_verbosity_thold(verbose ? LOG_LEVEL_INFO : LOG_LEVEL_OUTPUT);
     }, py::arg("verbose"), "Show llama.cpp's informational logs on stderr (errors are always shown).");
 
     m.def("system_info", []() { return std::string(llama_print_system_info()); });
@@ -108,9 +88,19 @@ PYBIND11_MODULE(_core, m) {
     m.def("self_extend_strerror", [](int32_t status) { return std::string(llama_self_extend_strerror(status)); },
           py::arg("status"));
 
-    m.def("apply_chat_template", &apply_chat_template,
-          py::arg("template"), py::arg("messages"), py::arg("add_assistant") = true,
-          "Format (role, content) pairs with one of llama.cpp's built-in chat templates.");
+
+    m.def("builtin_chat_templates", []() {
+        std::vector<const char *> names(256);
+        const int32_t n = llama_chat_builtin_templates(names.data(), names.size());
+        std::vector<std::string> out;
+        for (int32_t i = 0; i < n && i < (int32_t) names.size(); ++i) {
+            out.emplace_back(names[i]);
+        }
+        return out;
+    }, "Names of the chat templates llama.cpp has built in (chat_format=...).");
+
+    m.def("numa_init", [](int strategy) { llama_numa_init((ggml_numa_strategy) strategy); }, py::arg("strategy"),
+          "NUMA placement for this process (llama_numa_init).");
 
     m.attr("ROPE_TYPE_NONE") = (int) LLAMA_ROPE_TYPE_NONE;
     m.attr("ROPE_TYPE_NORM") = (int) LLAMA_ROPE_TYPE_NORM;
@@ -118,5 +108,7 @@ PYBIND11_MODULE(_core, m) {
 
     bind_model(m);
     bind_context(m);
+    bind_sampler(m);
+    bind_chat(m);
     bind_build_info(m);
 }

@@ -19,9 +19,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..chat_format import message_pairs
+from . import requests
 from .errors import QueueFull, error_response
-from .schemas import ChatCompletionRequest, CompletionRequest
+from .schemas import (ChatCompletionRequest, CompletionRequest, DetokenizeRequest, EmbeddingRequest,
+                      TokenizeRequest)
 from .slots import Slot, SlotPool
 
 
@@ -40,6 +41,8 @@ def _validation_message(err: RequestValidationError) -> tuple:
 
 
 def create_app(pool: SlotPool, model_name: str, api_key: Optional[str] = None) -> FastAPI:
+    """The app over a pool of slots; with the slots' Llama made with embedding=True,
+    /v1/embeddings answers too."""
     app = FastAPI(title="selfextend-gguf", version="0.1.0")
     executor = ThreadPoolExecutor(max_workers=len(pool.slots), thread_name_prefix="slot")
     llm0 = pool.slots[0].llm
@@ -62,7 +65,7 @@ def create_app(pool: SlotPool, model_name: str, api_key: Optional[str] = None) -
 
     @app.middleware("http")
     async def check_api_key(request: Request, call_next):
-        if api_key and request.url.path.startswith("/v1"):
+        if api_key and (request.url.path.startswith("/v1") or request.url.path in ("/tokenize", "/detokenize")):
             if request.headers.get("authorization", "") != f"Bearer {api_key}":
                 return error_response(401, "invalid or missing API key (send 'Authorization: Bearer <key>')",
                                       code="invalid_api_key")
@@ -84,8 +87,9 @@ def create_app(pool: SlotPool, model_name: str, api_key: Optional[str] = None) -
                      if se else None}}]}
 
     async def run(request: Request, prompt_tokens: List[int], stream: bool,
-                  call: Callable[..., Any]):
-        """Run call(llm, stream, progress_callback, stopping_criteria) in a slot."""
+                  call: Callable[..., Any], include_usage: bool = False):
+        """Run call(llm, stream, progress_callback, stopping_criteria) in a slot; a stream
+        ends with a usage chunk when include_usage (stream_options)."""
         try:
             slot = await pool.acquire(prompt_tokens)
         except QueueFull:
@@ -114,7 +118,10 @@ def create_app(pool: SlotPool, model_name: str, api_key: Optional[str] = None) -
                 if stream:
                     try:
                         for chunk in result:
+                            usage = chunk.pop("usage", None)
                             put("chunk", chunk)
+                            if usage is not None and include_usage:
+                                put("chunk", requests.usage_chunk(chunk, usage))
                     finally:
                         result.close()
                 else:
@@ -180,42 +187,76 @@ def create_app(pool: SlotPool, model_name: str, api_key: Optional[str] = None) -
             return llm0.tokenize(prompt, add_bos=True, special=True)
         return list(prompt)
 
+    def include_usage(body) -> bool:
+        return bool(body.stream and body.stream_options and body.stream_options.include_usage)
+
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest, request: Request):
         try:
             prompt_tokens = tokens_of(body.prompt)
+            kwargs = requests.completion_kwargs(body)
+            requests.check_completion(llm0, prompt_tokens, kwargs)
         except Exception as err:  # noqa: BLE001 - bad input (400) or a broken model (500)
             return _error_for(err)
 
         def call(llm, stream, progress, criteria):
-            return llm.create_completion(prompt_tokens, echo=body.echo, stream=stream, progress_callback=progress,
-                                         stopping_criteria=criteria, **_sampling_options(body))
+            return requests.choices(lambda **kw: llm.create_completion(prompt_tokens, **kw), body.n, stream,
+                                    dict(kwargs, stream=stream, progress_callback=progress,
+                                         stopping_criteria=criteria))
 
-        return await run(request, prompt_tokens, body.stream, call)
+        return await run(request, prompt_tokens, body.stream, call, include_usage(body))
 
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatCompletionRequest, request: Request):
-        messages = [m.model_dump() for m in body.messages]
+        messages = [m.model_dump(exclude_none=True) for m in body.messages]
         try:
-            message_pairs(messages)
-            prompt_tokens = llm0.tokenize(llm0.format_chat(messages), add_bos=True, special=True)
+            kwargs = requests.chat_kwargs(body)
+            prompt_tokens = requests.chat_prompt_tokens(llm0, messages, kwargs)
         except Exception as err:  # noqa: BLE001 - bad input (400) or a broken model (500)
             return _error_for(err)
 
         def call(llm, stream, progress, criteria):
-            return llm.create_chat_completion(messages, stream=stream, progress_callback=progress,
-                                              stopping_criteria=criteria, **_sampling_options(body))
+            return requests.choices(lambda **kw: llm.create_chat_completion(messages, **kw), body.n, stream,
+                                    dict(kwargs, stream=stream, progress_callback=progress,
+                                         stopping_criteria=criteria))
 
-        return await run(request, prompt_tokens, body.stream, call)
+        return await run(request, prompt_tokens, body.stream, call, include_usage(body))
+
+    @app.post("/v1/embeddings")
+    async def create_embeddings(body: EmbeddingRequest, request: Request):
+        if not llm0.embedding_enabled:
+            return error_response(501, "this server does not compute embeddings: start it with --embedding",
+                                  type_="not_supported_error")
+        try:
+            requests.check_embedding(llm0, body)
+        except Exception as err:  # noqa: BLE001
+            return _error_for(err)
+
+        def call(llm, stream, progress, criteria):
+            return llm.create_embedding(body.input, model=model_name)
+
+        return await run(request, [], False, call)
+
+    @app.post("/tokenize")
+    async def tokenize(body: TokenizeRequest):
+        try:
+            tokens = llm0.tokenize(body.content, add_bos=body.add_special, special=body.parse_special)
+        except Exception as err:  # noqa: BLE001
+            return _error_for(err)
+        if body.with_pieces:
+            return {"tokens": [{"id": t, "piece": llm0.token_bytes(t, True).decode("utf-8", errors="replace")}
+                               for t in tokens]}
+        return {"tokens": tokens}
+
+    @app.post("/detokenize")
+    async def detokenize(body: DetokenizeRequest):
+        try:
+            text = llm0.detokenize(body.tokens).decode("utf-8", errors="replace")
+        except Exception as err:  # noqa: BLE001
+            return _error_for(err)
+        return {"content": text}
 
     return app
-
-
-def _sampling_options(body) -> Dict[str, Any]:
-    """The request fields that both completion calls take as they are."""
-    return dict(max_tokens=body.max_tokens, temperature=body.temperature, top_p=body.top_p, min_p=body.min_p,
-                top_k=body.top_k, repeat_penalty=body.repeat_penalty, stop=body.stop, seed=body.seed,
-                logit_bias=body.logit_bias)
 
 
 def _error_body(err: BaseException) -> Dict[str, Any]:

@@ -1,0 +1,244 @@
+"""create_completion and create_chat_completion: prompt, sampler and parser put together,
+the generation loop run, and the result shaped as llama_cpp and OpenAI shape it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from . import logprobs as lp
+from . import responses
+from .chat_format import RenderedChat
+from .generation import Generation, LogitsProcessor
+from .grammar import output_format_grammar, response_format_schema, user_grammar
+from .sampling import GrammarSpec, SamplingParams, new_sampler
+
+if TYPE_CHECKING:
+    from .llama import Llama
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass
+class GenerationOptions:
+    """What both completion calls take besides the prompt and the sampling settings."""
+    max_tokens: Optional[int] = 16
+    stop: Union[str, Sequence[str], None] = None
+    stream: bool = False
+    progress_callback: Optional[ProgressCallback] = None
+    stopping_criteria: Optional[Sequence[Callable[[np.ndarray, np.ndarray], bool]]] = None
+    logits_processor: Union[None, LogitsProcessor, Sequence[LogitsProcessor]] = None
+
+
+def _processors(value: Union[None, LogitsProcessor, Sequence[LogitsProcessor]]) -> List[LogitsProcessor]:
+    if value is None:
+        return []
+    if callable(value):  # llama_cpp's LogitsProcessorList is a callable list
+        return [value]
+    processors = list(value)
+    if not all(callable(p) for p in processors):
+        raise ValueError("logits_processor must be a callable (input_ids, scores) -> scores, or a list of them")
+    return processors
+
+
+def _stops(stop: Union[str, Sequence[str], None], extra: Sequence[str] = ()) -> List[str]:
+    if stop is None:
+        stops: List[str] = []
+    elif isinstance(stop, str):
+        stops = [stop]
+    else:
+        stops = list(stop)
+        if not all(isinstance(s, str) for s in stops):
+            raise ValueError("stop must be a string or a list of strings")
+    return stops + [s for s in extra if s not in stops]
+
+
+def _generation(llm: "Llama", prompt_tokens: List[int], sampling: SamplingParams, options: GenerationOptions,
+                grammar: Optional[GrammarSpec], n_logprobs: Optional[int], extra_stops: Sequence[str] = (),
+                special_tokens: Sequence[int] = ()) -> Generation:
+    max_tokens = options.max_tokens
+    if max_tokens is not None and max_tokens <= 0:
+        max_tokens = None  # llama_cpp: unlimited, bounded by n_ctx
+    if sampling.seed is None:
+        sampling.seed = llm.seed_for_next_call()
+    sampler = new_sampler(llm.model, sampling, llm.n_ctx(), grammar)
+    return Generation(llm, prompt_tokens, sampler, max_tokens, _stops(options.stop, extra_stops),
+                      options.progress_callback, options.stopping_criteria or (),
+                      _processors(options.logits_processor), n_logprobs, special_tokens,
+                      llm.n_ctx() if sampling.penalty_last_n == -1 else sampling.penalty_last_n)
+
+
+# ---------------------------------------------------------------------------- completions
+
+def fim_prompt(llm: "Llama", prefix: Union[str, bytes, Sequence[int]], suffix: str, spm_infill: bool) -> List[int]:
+    """Fill-in-the-middle: the vocabulary's FIM tokens around prefix and suffix (PSM order,
+    or SPM with spm_infill), as llama.cpp's infill does."""
+    pre, suf, mid = llm.model.token_fim_pre(), llm.model.token_fim_suf(), llm.model.token_fim_mid()
+    if min(pre, suf, mid) < 0:
+        raise ValueError("suffix= needs fill-in-the-middle tokens (FIM prefix, suffix and middle) in the model's "
+                         "vocabulary, and this model has none; use a code model trained for infilling")
+    prefix_tokens = list(prefix) if not isinstance(prefix, (str, bytes)) else llm.tokenize(prefix, add_bos=False)
+    suffix_tokens = llm.tokenize(suffix, add_bos=False) if suffix else []
+    bos = [llm.token_bos()] if llm.model.add_bos() and llm.token_bos() >= 0 else []
+    if spm_infill:
+        return bos + [suf] + suffix_tokens + [pre] + prefix_tokens + [mid]
+    return bos + [pre] + prefix_tokens + [suf] + suffix_tokens + [mid]
+
+
+def prompt_logprobs(llm: "Llama", tokens: List[int], n_top: int) -> List[Optional[lp.TokenLogprob]]:
+    """Log-probabilities of each prompt token after the ones before it (echo=True with
+    logprobs): the prompt is evaluated from an empty cache, chunk by chunk, keeping only
+    the n_top entries of each row (never the whole prompt's logits)."""
+    out: List[Optional[lp.TokenLogprob]] = [None]
+    llm.reset()
+
+    def keep(pos: int, offset: int, logits: np.ndarray) -> None:
+        for row, i in enumerate(range(offset, offset + len(logits))):
+            if i + 1 < len(tokens):
+                out.append(lp.token_logprob(logits[row], tokens[i + 1], n_top))
+
+    llm.evaluate_rows(tokens, keep)
+    return out
+
+
+def completion(llm: "Llama", prompt: Union[str, bytes, Sequence[int]], sampling: SamplingParams,
+               options: GenerationOptions, *, suffix: Optional[str] = None, logprobs: Optional[int] = None,
+               echo: bool = False, grammar: Any = None,
+               response_format: Optional[Mapping[str, Any]] = None) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
+    n_logprobs = lp.check_count(logprobs, "logprobs")
+    if grammar is not None and response_format is not None and response_format_schema(response_format):
+        raise ValueError("give a grammar or a JSON schema (response_format), not both")
+    spec = user_grammar(grammar) or output_format_grammar(response_format_schema(response_format))
+    if suffix is not None:
+        if echo:
+            raise ValueError("echo=True cannot be combined with suffix= (fill-in-the-middle)")
+        prompt_tokens = llm.check_prompt(fim_prompt(llm, prompt, suffix, llm.spm_infill))
+    else:
+        prompt_tokens = llm.prompt_tokens(prompt)
+    gen = _generation(llm, prompt_tokens, sampling, options, spec, n_logprobs)
+    id_ = responses.new_id("cmpl")
+    prefix = llm.detokenize(prompt_tokens).decode("utf-8", errors="replace") if echo else ""
+    prompt_items: List[Optional[lp.TokenLogprob]] = []
+    if echo and n_logprobs is not None:
+        with llm.lock:
+            prompt_items = prompt_logprobs(llm, prompt_tokens, n_logprobs)
+
+    def logprobs_of(items, offset0: int):
+        return lp.completion_logprobs(items, llm.token_bytes, offset0) if n_logprobs is not None else None
+
+    if options.stream:
+        return _stream_completion(llm, gen, id_, prefix, prompt_items, logprobs_of)
+    with llm.lock:
+        text = "".join(gen)
+    logprobs_out = logprobs_of(prompt_items + gen.logprobs, 0 if echo else 0)
+    return responses.completion(id_, llm.model_path, prefix + text, gen.finish_reason,
+                                responses.usage(len(prompt_tokens), len(gen.completion_tokens)),
+                                logprobs=logprobs_out)
+
+
+def _stream_completion(llm: "Llama", gen: Generation, id_: str, prefix: str, prompt_items, logprobs_of):
+    with llm.lock:
+        offset = 0
+        if prefix:
+            yield responses.completion(id_, llm.model_path, prefix, None, chunk=True,
+                                       logprobs=logprobs_of(prompt_items, 0))
+            offset = len(prefix)
+        for piece in gen:
+            yield responses.completion(id_, llm.model_path, piece, None, chunk=True,
+                                       logprobs=logprobs_of(gen.take_logprobs(), offset))
+            offset += len(piece)
+        last = responses.completion(id_, llm.model_path, "", gen.finish_reason, chunk=True,
+                                    logprobs=logprobs_of(gen.take_logprobs(), offset))
+        last["usage"] = responses.usage(len(gen.prompt_tokens), len(gen.completion_tokens))
+        yield last
+
+
+# ---------------------------------------------------------------------------- chat
+
+def legacy_functions(functions, function_call):
+    """llama_cpp's (and OpenAI's older) functions/function_call, as tools/tool_choice."""
+    tools = [{"type": "function", "function": f} for f in functions]
+    if function_call is None or function_call in ("auto", "none"):
+        return tools, function_call
+    if isinstance(function_call, Mapping) and function_call.get("name"):
+        return tools, {"type": "function", "function": {"name": function_call["name"]}}
+    raise ValueError("function_call must be 'auto', 'none' or {'name': ...}")
+
+
+def chat_completion(llm: "Llama", messages: Sequence[Mapping[str, Any]], sampling: SamplingParams,
+                    options: GenerationOptions, *, tools=None, tool_choice=None, functions=None,
+                    function_call=None, response_format=None, grammar=None, logprobs: Optional[bool] = None,
+                    top_logprobs: Optional[int] = None,
+                    parallel_tool_calls: Optional[bool] = None) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
+    if functions is not None:
+        if tools is not None:
+            raise ValueError("give tools or functions (the older form), not both")
+        tools, tool_choice = legacy_functions(functions, function_call)
+    elif function_call is not None:
+        raise ValueError("function_call needs functions")
+    if top_logprobs is not None and not logprobs:
+        raise ValueError("top_logprobs needs logprobs=True")
+    n_logprobs = (lp.check_count(top_logprobs, "top_logprobs") or 0) if logprobs else None
+    rendered: RenderedChat = llm.chat_formatter.render(
+        messages, tools=tools, tool_choice=tool_choice, json_schema=response_format_schema(response_format),
+        grammar=user_grammar(grammar), parallel_tool_calls=parallel_tool_calls)
+    prompt_tokens = llm.prompt_tokens(rendered.prompt)
+    gen = _generation(llm, prompt_tokens, sampling, options, rendered.grammar, n_logprobs, rendered.stop,
+                      rendered.special_tokens)
+    id_ = responses.new_id("chatcmpl")
+    parser = rendered.parser()
+    legacy = functions is not None
+
+    def logprobs_of(items):
+        return lp.chat_logprobs(items, llm.token_bytes) if n_logprobs is not None else None
+
+    if options.stream:
+        return _stream_chat(llm, gen, parser, id_, logprobs_of)
+    with llm.lock:
+        text = "".join(gen)
+    parser.update(text, False)
+    message = _message(parser, legacy)
+    finish = "tool_calls" if message.get("tool_calls") and gen.finish_reason == "stop" else gen.finish_reason
+    return responses.chat_completion(id_, llm.model_path, message, finish,
+                                     responses.usage(len(prompt_tokens), len(gen.completion_tokens)),
+                                     logprobs=logprobs_of(gen.logprobs))
+
+
+def _message(parser, legacy: bool) -> Dict[str, Any]:
+    message = json.loads(parser.message_json())
+    message["role"] = "assistant"
+    if message.get("tool_calls"):
+        message.setdefault("content", None)
+        if legacy:
+            first = message["tool_calls"][0]["function"]
+            message["function_call"] = {"name": first["name"], "arguments": first["arguments"]}
+    else:
+        message.setdefault("content", "")
+    return message
+
+
+def _stream_chat(llm: "Llama", gen: Generation, parser, id_: str, logprobs_of):
+    saw_tool_call = False
+    pending: List[lp.TokenLogprob] = []  # log-probabilities of tokens not yet in a chunk
+    with llm.lock:
+        yield responses.chat_chunk(id_, llm.model_path, {"role": "assistant"}, None)
+        pieces = ((piece, True) for piece in gen)
+        for piece, partial in _then(pieces, ("", False)):
+            pending += gen.take_logprobs()
+            for delta in parser.update(piece, partial):
+                saw_tool_call = saw_tool_call or "tool_calls" in delta
+                yield responses.chat_chunk(id_, llm.model_path, delta, None, logprobs=logprobs_of(pending))
+                pending = []
+        finish = "tool_calls" if saw_tool_call and gen.finish_reason == "stop" else gen.finish_reason
+        last = responses.chat_chunk(id_, llm.model_path, {}, finish,
+                                    logprobs=logprobs_of(pending) if pending else None)
+        last["usage"] = responses.usage(len(gen.prompt_tokens), len(gen.completion_tokens))
+        yield last
+
+
+def _then(items, last):
+    yield from items
+    yield last
