@@ -1,6 +1,7 @@
 """selfextend-gguf: exact Self-Extend (Jin et al., ICML 2024) for GGUF models on llama.cpp."""
 
 from ._core import LlamaCppError
+from .grammar import LlamaGrammar
 from .llama import LLAMA_DEFAULT_SEED, Llama
 from .model_path import default_model_path
 from .self_extend import SelfExtend
@@ -8,5 +9,5 @@ from .system_info import system_info
 from .tuning import tune
 
 __version__ = "0.1.0"
-__all__ = ["Llama", "LlamaCppError", "LLAMA_DEFAULT_SEED", "SelfExtend", "default_model_path", "system_info", "tune",
+__all__ = ["Llama", "LlamaCppError", "LlamaGrammar", "LLAMA_DEFAULT_SEED", "SelfExtend", "default_model_path", "system_info", "tune",
            "__version__"]

@@ -115,22 +115,30 @@ def resolve_tool_choice(tools: Optional[Sequence[Mapping[str, Any]]], tool_choic
 class ChatFormatter:
     """The chat template of one model."""
 
-    def __init__(self, model: "_core.Model", chat_format: Optional[str] = None, chat_template: Optional[str] = None):
-        self._model = model
+    @staticmethod
+    def check_names(chat_format: Optional[str], chat_template: Optional[str]) -> Optional[str]:
+        """The llama.cpp built-in template that chat_format names (None: not given)."""
         if chat_template is not None and chat_format is not None:
             raise ValueError("give chat_format or chat_template, not both")
+        if chat_template is not None and (not isinstance(chat_template, str) or not chat_template.strip()):
+            raise ValueError("chat_template must be the Jinja source of a chat template")
+        if chat_format is None:
+            return None
+        builtin = LLAMA_CPP_CHAT_FORMATS.get(chat_format, chat_format)
+        known = _core.builtin_chat_templates()
+        if builtin not in known:
+            raise ValueError(f"chat_format {chat_format!r} is not a template llama.cpp has built in; use one of "
+                             f"{', '.join(sorted(set(known) | set(LLAMA_CPP_CHAT_FORMATS)))}, or pass the "
+                             f"template itself as chat_template=, or leave both None for the GGUF's own")
+        return builtin
+
+    def __init__(self, model: "_core.Model", chat_format: Optional[str] = None, chat_template: Optional[str] = None):
+        self._model = model
+        builtin = self.check_names(chat_format, chat_template)
         if chat_template is not None:
-            if not isinstance(chat_template, str) or not chat_template.strip():
-                raise ValueError("chat_template must be the Jinja source of a chat template")
             self._templates = _core.ChatTemplates(model, chat_template, True)
             self.name = "chat_template"
-        elif chat_format is not None:
-            builtin = LLAMA_CPP_CHAT_FORMATS.get(chat_format, chat_format)
-            known = _core.builtin_chat_templates()
-            if builtin not in known:
-                raise ValueError(f"chat_format {chat_format!r} is not a template llama.cpp has built in; use one of "
-                                 f"{', '.join(sorted(set(known) | set(LLAMA_CPP_CHAT_FORMATS)))}, or pass the "
-                                 f"template itself as chat_template=, or leave both None for the GGUF's own")
+        elif builtin is not None:
             # built-in templates are llama.cpp's non-Jinja renderers (no tools)
             self._templates = _core.ChatTemplates(model, builtin, False)
             self.name = builtin

@@ -75,10 +75,7 @@ class Generation:
             for processor in self.logits_processors:
                 processed = processor(ids, processed)
             self.engine.set_last_logits(np.asarray(processed, dtype=np.float32))
-        token = self.engine.sample_next(self.sampler)
-        if self.n_logprobs is not None:
-            self.logprobs.append(token_logprob(logits, token, self.n_logprobs))
-        return token
+        return self.engine.sample_next(self.sampler)
 
     def __iter__(self) -> Iterator[str]:
         engine = self.engine
@@ -94,6 +91,8 @@ class Generation:
             if engine.is_eog(token):
                 self.finish_reason = "stop"
                 break
+            if self.n_logprobs is not None:   # of the model's own logits, as llama-server reports
+                self.logprobs.append(token_logprob(logits, token, self.n_logprobs))
             self.sampler.accept(token, True)
             self.completion_tokens.append(token)
             history.append(token)

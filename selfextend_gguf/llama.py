@@ -154,7 +154,11 @@ class Llama:
         _check_model_file(self.model_path)
         self._model = _core.Model(self.model_path, model_options.build(
             n_gpu_layers, split_mode, main_gpu, tensor_split, vocab_only, use_mmap, use_mlock, kv_overrides))
-        self.chat_formatter = ChatFormatter(self._model, chat_format, chat_template)
+        ChatFormatter.check_names(chat_format, chat_template)
+        # parsed on first use: a GGUF whose template llama.cpp's Jinja engine cannot read
+        # still loads for completions
+        self._chat_formatter: Optional[ChatFormatter] = None
+        self._chat_template = chat_template
         self.chat_format = chat_format
         self.spm_infill = bool(spm_infill)
         self.last_n_tokens_size = int(last_n_tokens_size)
@@ -348,6 +352,13 @@ class Llama:
         with self.lock:
             self._ctx = None
             self._model = None
+
+    @property
+    def chat_formatter(self) -> ChatFormatter:
+        """The chat template in use (llama.cpp's common chat)."""
+        if self._chat_formatter is None:
+            self._chat_formatter = ChatFormatter(self._model, self.chat_format, self._chat_template)
+        return self._chat_formatter
 
     def _context(self) -> "_core.Context":
         if self._ctx is None:

@@ -42,7 +42,7 @@ struct SamplerParams {
     std::string grammar;
     std::string grammar_type = "user";
     bool        grammar_lazy = false;
-    // (type, value, token) as common_grammar_trigger: 0 word, 1 token, 2 pattern, 3 full pattern
+    // (type, value, token) as common_grammar_trigger: 0 token, 1 word, 2 pattern, 3 full pattern
     std::vector<std::tuple<int, std::string, llama_token>> grammar_triggers;
     std::vector<std::string> preserved_tokens;
     // the text the chat template already put after the last message (the grammar skips it)

@@ -233,7 +233,8 @@ def create_app(pool: SlotPool, model_name: str, api_key: Optional[str] = None) -
             return _error_for(err)
 
         def call(llm, stream, progress, criteria):
-            return llm.create_embedding(body.input, model=model_name)
+            return requests.encode_embeddings(llm.create_embedding(body.input, model=model_name),
+                                              body.encoding_format)
 
         return await run(request, [], False, call)
 

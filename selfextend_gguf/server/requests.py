@@ -4,7 +4,10 @@ input is a 400 at once), and n > 1 choices."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any, Callable, Dict, Iterator, List, Union
+
+import numpy as np
 
 from ..llama import Llama
 from .schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
@@ -77,6 +80,14 @@ def check_embedding(llm: Llama, body: EmbeddingRequest) -> None:
                          f"not implemented")
 
 
+def encode_embeddings(result: Dict[str, Any], encoding_format: str) -> Dict[str, Any]:
+    """OpenAI's encoding_format: "base64" is the vector as little-endian float32 bytes."""
+    if encoding_format == "base64":
+        for item in result["data"]:
+            item["embedding"] = base64.b64encode(np.asarray(item["embedding"], dtype="<f4").tobytes()).decode()
+    return result
+
+
 def usage_chunk(last_chunk: Dict[str, Any], usage: Dict[str, int]) -> Dict[str, Any]:
     """OpenAI's stream_options.include_usage: a last chunk with no choices and the usage."""
     return {"id": last_chunk["id"], "object": last_chunk["object"], "created": last_chunk["created"],
@@ -96,12 +107,11 @@ def choices(create: Callable[..., Any], n: int, stream: bool,
     if stream:
         return _stream_choices(create, n, kwargs_of)
     results = [create(**kwargs_of(i)) for i in range(n)]
-    merged = results[0]
-    merged["choices"] = []
-    for i, result in enumerate(results):
-        choice = result["choices"][0]
+    choices_ = [result["choices"][0] for result in results]
+    for i, choice in enumerate(choices_):
         choice["index"] = i
-        merged["choices"].append(choice)
+    merged = results[0]
+    merged["choices"] = choices_
     usage = merged["usage"]
     usage["completion_tokens"] = sum(r["usage"]["completion_tokens"] for r in results)
     usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]

@@ -94,8 +94,9 @@ class ChatCompletionRequest(_Sampling):
 class EmbeddingRequest(_Request):
     input: Union[str, List[str], List[int], List[List[int]]]
     model: Optional[str] = None
-    encoding_format: Optional[str] = Field("float", pattern="^float$",
-                                           description="only float: base64 is not implemented")
+    encoding_format: Optional[str] = Field("float", pattern="^(float|base64)$",
+                                           description="float, or base64 of little-endian float32 (the openai "
+                                                       "client's default)")
     dimensions: Optional[int] = None
 
 
