@@ -15,6 +15,17 @@ FLOAT_TYPES = {0, 1, 30}
 ROPE_SCALING = {"unspecified": -1, "none": 0, "linear": 1, "yarn": 2}
 
 
+def named_id(value: Union[int, str], table: dict, name: str) -> int:
+    """A llama.cpp enum given by name (a key of table) or by its id."""
+    if isinstance(value, str):
+        if value not in table:
+            raise ValueError(f"{name} must be one of {', '.join(table)}, got {value!r}")
+        return table[value]
+    if isinstance(value, bool) or value not in table.values():
+        raise ValueError(f"{name} must be one of {', '.join(table)} or its id, got {value!r}")
+    return int(value)
+
+
 def cache_type(value: Union[str, int, None], name: str, default: str = "f16") -> int:
     if value is None:
         value = default

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Sequence, Union
 import numpy as np
 
 from . import responses
+from .context_options import named_id
 
 if TYPE_CHECKING:
     from .llama import Llama
@@ -21,15 +22,7 @@ EmbeddingInput = Union[str, Sequence[str], Sequence[int], Sequence[Sequence[int]
 
 
 def pooling_type_id(value: Union[int, str, None]) -> int:
-    if value is None:
-        return -1
-    if isinstance(value, str):
-        if value not in POOLING_TYPES:
-            raise ValueError(f"pooling_type must be one of {', '.join(POOLING_TYPES)}, got {value!r}")
-        return POOLING_TYPES[value]
-    if isinstance(value, bool) or value not in POOLING_TYPES.values():
-        raise ValueError(f"pooling_type must be one of {', '.join(POOLING_TYPES)} or its id, got {value!r}")
-    return int(value)
+    return -1 if value is None else named_id(value, POOLING_TYPES, "pooling_type")
 
 
 def _inputs(llm: "Llama", input: EmbeddingInput, truncate: bool) -> List[List[int]]:

@@ -6,19 +6,10 @@ from __future__ import annotations
 from typing import Dict, Optional, Sequence, Union
 
 from . import _core
+from .context_options import named_id
 
 # llama_split_mode
 SPLIT_MODES = {"none": 0, "layer": 1, "row": 2}
-
-
-def split_mode_id(value: Union[int, str]) -> int:
-    if isinstance(value, str):
-        if value not in SPLIT_MODES:
-            raise ValueError(f"split_mode must be one of {', '.join(SPLIT_MODES)}, got {value!r}")
-        return SPLIT_MODES[value]
-    if isinstance(value, bool) or value not in SPLIT_MODES.values():
-        raise ValueError(f"split_mode must be 0 (none), 1 (layer) or 2 (row), got {value!r}")
-    return int(value)
 
 
 def build(n_gpu_layers: int = 0, split_mode: Union[int, str] = 1, main_gpu: int = 0,
@@ -29,7 +20,7 @@ def build(n_gpu_layers: int = 0, split_mode: Union[int, str] = 1, main_gpu: int 
     if isinstance(n_gpu_layers, bool) or not isinstance(n_gpu_layers, int):
         raise ValueError(f"n_gpu_layers must be an integer (-1: all), got {n_gpu_layers!r}")
     o.n_gpu_layers = n_gpu_layers
-    o.split_mode = split_mode_id(split_mode)
+    o.split_mode = named_id(split_mode, SPLIT_MODES, "split_mode")
     if isinstance(main_gpu, bool) or not isinstance(main_gpu, int) or main_gpu < 0:
         raise ValueError(f"main_gpu must be a device index >= 0, got {main_gpu!r}")
     o.main_gpu = main_gpu

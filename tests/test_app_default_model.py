@@ -42,3 +42,42 @@ def test_sampler_chain_and_logprobs_on_the_real_model(llm_12k):
     b = llm_12k.create_chat_completion(messages, max_tokens=16, temperature=0.8, seed=5, presence_penalty=0.5)
     assert a["choices"][0]["message"]["content"] == b["choices"][0]["message"]["content"]
     assert len(a["choices"][0]["logprobs"]["content"]) == a["usage"]["completion_tokens"]
+
+
+def test_llama_cpp_calls_on_the_default_model(tmp_path):
+    """The calls a llama_cpp user makes first, on the real model (short context)."""
+    import chat_templates as ct
+
+    llm = Llama(n_ctx=2048, use_mmap=True, use_mlock=False, main_gpu=0, tensor_split=None, chat_format=None,
+                last_n_tokens_size=64)
+    out = llm("Q: Name the planets in the solar system? A: ", max_tokens=24, stop=["Q:", "\n"], echo=True,
+              logprobs=2, presence_penalty=0.3, frequency_penalty=0.2, typical_p=0.9, seed=1)
+    assert out["choices"][0]["text"].startswith("Q: Name the planets")
+    assert len(out["choices"][0]["logprobs"]["tokens"]) > 10
+    assert llm.create_completion("Hello", max_tokens=8, mirostat_mode=2, seed=1)["choices"][0]["text"]
+    with pytest.raises(ValueError, match="fill-in-the-middle"):   # SmolLM2's GGUF has no FIM tokens
+        llm.create_completion("def add(a, b):", suffix="return c")
+    chat = llm.create_chat_completion(
+        [{"role": "system", "content": "Reply in JSON."},
+         {"role": "user", "content": [{"type": "text", "text": "Give a name and an age."}]}],
+        response_format={"type": "json_schema", "json_schema": {"name": "p", "strict": True, "schema": {
+            "type": "object", "properties": {"name": {"type": "string", "maxLength": 20},
+                                             "age": {"type": "integer", "minimum": 0, "maximum": 120}},
+            "required": ["name", "age"]}}}, max_tokens=64, temperature=0)
+    person = json.loads(chat["choices"][0]["message"]["content"])
+    assert set(person) == {"name", "age"}
+    with pytest.raises(ValueError, match="cannot express tools"):   # SmolLM2's template is plain ChatML
+        llm.create_chat_completion([{"role": "user", "content": "Weather?"}], tools=[{
+            "type": "function", "function": {"name": "w", "parameters": {"type": "object"}}}])
+    hermes = Llama(n_ctx=4096, chat_template=ct.template(ct.HERMES))
+    out = hermes.create_chat_completion(
+        [{"role": "user", "content": "What is the weather in Paris?"}], tools=[{
+            "type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
+                                             "parameters": {"type": "object", "properties": {
+                                                 "city": {"type": "string"}}, "required": ["city"]}}}],
+        tool_choice="auto", max_tokens=96, temperature=0)
+    message = out["choices"][0]["message"]
+    for call in message.get("tool_calls") or []:
+        assert call["function"]["name"] == "get_weather" and "city" in json.loads(call["function"]["arguments"])
+    vectors = Llama(n_ctx=512, embedding=True, pooling_type="mean").embed(["a cat", "a dog"])
+    assert len(vectors) == 2 and len(vectors[0]) == llm.n_embd()

@@ -46,7 +46,10 @@ def test_sdist_carries_the_patched_llama_cpp_and_nothing_built(sdist):
     for needed in ("pyproject.toml", "CMakeLists.txt", "cmake/llama_source.py", "csrc/se-graph.cpp",
                    *patches, "selfextend_gguf/llama.py", "vendor/llama.cpp/CMakeLists.txt",
                    "vendor/llama.cpp/ggml/src/ggml-cpu/ggml-cpu.c", "vendor/llama.cpp/src/llama.cpp",
-                   "vendor/llama.cpp/ggml/src/ggml-cuda/ggml-cuda.cu", "vendor/llama.cpp/LICENSE"):
+                   "vendor/llama.cpp/ggml/src/ggml-cuda/ggml-cuda.cu", "vendor/llama.cpp/LICENSE",
+                   # llama.cpp's common library: sampler chain, grammars, chat templates
+                   "vendor/llama.cpp/common/sampling.cpp", "vendor/llama.cpp/common/chat.cpp",
+                   "vendor/llama.cpp/vendor/nlohmann/json.hpp"):
         assert needed in names, needed
     assert "llama_se_build_attn" in graph       # the vendored tree is patched
     assert "0c1e57098" in stamp
@@ -78,6 +81,8 @@ def test_pip_install_in_a_fresh_venv_with_an_empty_cache(tmp_path, tiny_llama):
         "llm = selfextend_gguf.Llama(sys.argv[1], n_ctx=128, group_size=4, neighbor_window=16)\n"
         "out = llm.create_completion('Hello', max_tokens=3, temperature=0)\n"
         "assert out['usage']['completion_tokens'] == 3\n"
+        "out = llm.create_completion('Hello', max_tokens=8, grammar='root ::= \"yes\" | \"no\"')\n"
+        "assert out['choices'][0]['text'] in ('yes', 'no'), out\n"
         "print(selfextend_gguf.system_info()['llama_cpp'])\n")
     printed = _run([python, "-c", check, tiny_llama.path], env=env, cwd=tmp_path).stdout
     assert "0c1e57098" in printed

@@ -6,14 +6,13 @@ n > 1, embeddings, /tokenize and /detokenize, and 400s for what is refused."""
 import json
 
 import httpx
-import openai
 import pydantic
 import pytest
 
 import chat_templates as ct
 from app_models import SPECIAL_TOKENS, non_ascii_ban, write_app_model
 from selfextend_gguf import Llama
-from server_process import ServerProcess
+from server_process import ServerProcess, openai_client
 
 N_CTX = 4096   # beyond the tiny model's trained 512: Self-Extend is on
 
@@ -40,7 +39,7 @@ def server(app_model):
 
 @pytest.fixture(scope="module")
 def client(server):
-    return openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=300)
+    return openai_client(server)
 
 
 @pytest.fixture(scope="module")
