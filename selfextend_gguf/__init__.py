@@ -4,10 +4,12 @@ from ._core import LlamaCppError
 from .grammar import LlamaGrammar
 from .llama import LLAMA_DEFAULT_SEED, Llama
 from .model_path import default_model_path
+from .prompt_cache import LlamaDiskCache, LlamaRAMCache
 from .self_extend import SelfExtend
 from .system_info import system_info
 from .tuning import tune
 
 __version__ = "0.1.0"
-__all__ = ["Llama", "LlamaCppError", "LlamaGrammar", "LLAMA_DEFAULT_SEED", "SelfExtend", "default_model_path", "system_info", "tune",
-           "__version__"]
+LlamaCache = LlamaRAMCache   # llama_cpp's older name
+__all__ = ["Llama", "LlamaCache", "LlamaCppError", "LlamaDiskCache", "LlamaGrammar", "LlamaRAMCache",
+           "LLAMA_DEFAULT_SEED", "SelfExtend", "default_model_path", "system_info", "tune", "__version__"]

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, Iterator, List, Optional
+import time
+from typing import Callable, Dict, Iterator, List, Optional
 
 from .llama import Llama
 
@@ -36,6 +37,27 @@ class ChatSession:
 
     def reset(self) -> None:
         self.messages = [{"role": "system", "content": self._system}] if self._system else []
+
+    def prepare_system_prompt(self, cache=None, progress: Optional[Callable[[int, int], None]] = None) -> Optional[str]:
+        """Put the system prompt (with the document) into the KV cache: loaded from the prompt
+        cache when an earlier session stored it, else evaluated (and stored). Returns a line
+        that says which, or None without a system prompt."""
+        if not self._system:
+            return None
+        prefix = self.llm.tokenize(self.llm.format_chat(self.messages[:1], add_generation_prompt=False),
+                                   add_bos=True, special=True)
+        start = time.perf_counter()
+        hit = cache.lookup(prefix, self.llm.state_identity(), min_prefix=len(prefix)) if cache else None
+        if hit is not None:
+            self.llm.load_state(hit.state)
+            return f"loaded {len(prefix)} cached tokens of the system prompt in {time.perf_counter() - start:.1f} s"
+        self.llm.reset()
+        self.llm.eval(prefix, progress)
+        line = f"evaluated the system prompt ({len(prefix)} tokens) in {time.perf_counter() - start:.1f} s"
+        if cache is not None and not getattr(cache, "read_only", False):
+            cache.store(self.llm.save_state())
+            line += f"; cached in {cache.cache_dir}" if hasattr(cache, "cache_dir") else "; cached"
+        return line
 
     def send(self, text: str) -> Iterator[str]:
         """Stream the reply to a user message. The reply (also a partial one, when the

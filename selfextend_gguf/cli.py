@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 from typing import List, Optional
+
+import numpy as np
 
 from . import passkey
 from .llama import LLAMA_DEFAULT_SEED, Llama
@@ -66,6 +70,31 @@ def _describe(llm: Llama) -> str:
     return f"n_ctx={llm.n_ctx()} (trained {llm.n_ctx_train()}), {mode}"
 
 
+def _prompt_cache_file(llm: Llama, path: str, prompt_tokens: List[int], read_only: bool) -> None:
+    """llama.cpp's --prompt-cache FILE: load the file's state when it shares a prefix with
+    the prompt, evaluate the rest, and write the prompt's state back (unless read-only)."""
+    import time
+
+    from . import state_file
+    from .state import LlamaState
+
+    if os.path.exists(path):
+        start = time.perf_counter()
+        tokens, state = state_file.read(path, llm.state_identity())   # a foreign file: an error
+        llm.load_state(LlamaState(np.asarray(tokens, dtype=np.int32), state, None, llm.state_identity()))
+        shared = llm.longest_token_prefix(tokens, prompt_tokens)
+        print(f"selfextend-gguf: loaded {shared} cached tokens of {len(prompt_tokens)} from {path} in "
+              f"{time.perf_counter() - start:.1f} s", file=sys.stderr)
+    elif read_only:
+        raise ValueError(f"--prompt-cache-ro: {path} does not exist")
+    llm.prefill(prompt_tokens, ProgressBar())
+    if not read_only:
+        state = llm.save_state()
+        size = state_file.write(Path(path), state.identity, [int(t) for t in state.input_ids], state.llama_state)
+        print(f"selfextend-gguf: wrote {len(prompt_tokens)} tokens of state to {path} ({size / 2**20:.0f} MiB)",
+              file=sys.stderr)
+
+
 def cmd_complete(args) -> int:
     if args.prompt is not None:
         prompt = args.prompt
@@ -76,6 +105,9 @@ def cmd_complete(args) -> int:
         prompt = sys.stdin.read()
     llm = _open_llama(args, args.n_ctx or 4096)
     print(f"selfextend-gguf: {_describe(llm)}", file=sys.stderr)
+    if args.prompt_cache:
+        prompt = llm.prompt_tokens(prompt)
+        _prompt_cache_file(llm, args.prompt_cache, prompt, args.prompt_cache_ro)
     stream = llm.create_completion(
         prompt, max_tokens=args.max_tokens if args.max_tokens is not None else 256,
         temperature=args.temperature if args.temperature is not None else 0.8,
@@ -136,6 +168,15 @@ def cmd_chat(args) -> int:
                           max_tokens=args.max_tokens, seed=None if args.seed == LLAMA_DEFAULT_SEED else args.seed,
                           logit_bias=llm.eog_bias() if args.ignore_eos else None)
     print(f"selfextend-gguf chat: {_describe(llm)}\n{CHAT_HELP}", file=sys.stderr, flush=True)
+    cache = None
+    if args.prompt_cache:
+        from .model_path import cache_dir
+        from .prompt_cache import LlamaDiskCache
+
+        cache = LlamaDiskCache(str(cache_dir() / "prompts"), capacity_bytes=args.prompt_cache_size << 20)
+    line = session.prepare_system_prompt(cache, ProgressBar())
+    if line:
+        print(f"({line})", file=sys.stderr, flush=True)
     while True:
         try:
             line = input("> ")
@@ -187,11 +228,22 @@ def cmd_chat(args) -> int:
 def cmd_serve(args) -> int:
     from .server.main import serve
 
+    from .prompt_cache import LlamaDiskCache, LlamaRAMCache
+
     extra = {}
     if args.embedding:
         extra = dict(embedding=True, pooling_type=args.pooling)
+    if args.cache_ram and args.prompt_cache_dir:
+        raise ValueError("give --cache-ram or --prompt-cache-dir, not both")
+    cache = None
+    if args.cache_ram:
+        cache = LlamaRAMCache(args.cache_ram << 20, min_tokens=args.prompt_cache_min_tokens)
+    elif args.prompt_cache_dir:
+        cache = LlamaDiskCache(args.prompt_cache_dir, args.prompt_cache_size << 20,
+                               min_tokens=args.prompt_cache_min_tokens)
     serve(lambda: _open_llama(args, args.n_ctx or 8192, **extra), args.host, args.port, args.parallel,
-          args.queue_size, args.api_key, "info" if args.verbose else "warning")
+          args.queue_size, args.api_key, "info" if args.verbose else "warning", prompt_cache=cache,
+          slot_save_path=args.slot_save_path)
     return 0
 
 
@@ -214,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--prompt", "-p")
     src.add_argument("--prompt-file", "-f")
+    p.add_argument("--prompt-cache", metavar="FILE", default=None,
+                   help="load the prompt's cached prefix from FILE and write the prompt's state to it (llama.cpp's flag)")
+    p.add_argument("--prompt-cache-ro", action="store_true", help="use --prompt-cache FILE without updating it")
     p.set_defaults(func=cmd_complete)
 
     p = sub.add_parser("passkey", parents=[common], help="passkey retrieval at a given length and depth")
@@ -227,6 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--system", help="system prompt")
     p.add_argument("--file", help="a document (text file) to put into the conversation")
     p.add_argument("--status", action="store_true", help="print a status line after each reply")
+    p.add_argument("--no-prompt-cache", dest="prompt_cache", action="store_false",
+                   help="do not keep the system prompt's (the document's) state in the cache directory")
+    p.add_argument("--prompt-cache-size", type=int, default=8192, metavar="MIB",
+                   help="most MiB the cache directory's prompts/ may hold (least recently used go first)")
     p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("serve", parents=[common], help="OpenAI-compatible HTTP server")
@@ -239,6 +298,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="answer /v1/embeddings (as llama-server's --embedding)")
     p.add_argument("--pooling", default=None, choices=["none", "mean", "cls", "last", "rank"],
                    help="embedding pooling (default: the GGUF's); /v1/embeddings needs one other than none")
+    p.add_argument("--cache-ram", type=int, default=0, metavar="MIB",
+                   help="keep prompt states in memory, shared by the slots (at most MIB)")
+    p.add_argument("--prompt-cache-dir", default=None, metavar="DIR",
+                   help="keep prompt states in DIR, shared by the slots and by later runs")
+    p.add_argument("--prompt-cache-size", type=int, default=8192, metavar="MIB",
+                   help="most MiB --prompt-cache-dir may hold (least recently used go first)")
+    p.add_argument("--prompt-cache-min-tokens", type=int, default=256, metavar="N",
+                   help="shorter prompts are not cached")
+    p.add_argument("--slot-save-path", default=None, metavar="DIR",
+                   help="enable POST /slots/{id}?action=save|restore with files in DIR (llama-server's flag)")
     p.set_defaults(func=cmd_serve)
 
     from .eval.cli import add_parser as add_eval_parser

@@ -133,7 +133,8 @@ def completion(llm: "Llama", prompt: Union[str, bytes, Sequence[int]], sampling:
         return _stream_completion(llm, gen, id_, prefix, prompt_items, logprobs_of)
     with llm.lock:
         text = "".join(gen)
-    logprobs_out = logprobs_of(prompt_items + gen.logprobs, 0 if echo else 0)
+        llm.store_in_cache()
+    logprobs_out = logprobs_of(prompt_items + gen.logprobs, 0)
     return responses.completion(id_, llm.model_path, prefix + text, gen.finish_reason,
                                 responses.usage(len(prompt_tokens), len(gen.completion_tokens)),
                                 logprobs=logprobs_out)
@@ -153,6 +154,7 @@ def _stream_completion(llm: "Llama", gen: Generation, id_: str, prefix: str, pro
         last = responses.completion(id_, llm.model_path, "", gen.finish_reason, chunk=True,
                                     logprobs=logprobs_of(gen.take_logprobs(), offset))
         last["usage"] = responses.usage(len(gen.prompt_tokens), len(gen.completion_tokens))
+        llm.store_in_cache()
         yield last
 
 
@@ -199,6 +201,7 @@ def chat_completion(llm: "Llama", messages: Sequence[Mapping[str, Any]], samplin
         return _stream_chat(llm, gen, parser, id_, logprobs_of)
     with llm.lock:
         text = "".join(gen)
+        llm.store_in_cache()
     parser.update(text, False)
     message = _message(parser, legacy)
     finish = "tool_calls" if message.get("tool_calls") and gen.finish_reason == "stop" else gen.finish_reason
@@ -236,6 +239,7 @@ def _stream_chat(llm: "Llama", gen: Generation, parser, id_: str, logprobs_of):
         last = responses.chat_chunk(id_, llm.model_path, {}, finish,
                                     logprobs=logprobs_of(pending) if pending else None)
         last["usage"] = responses.usage(len(gen.prompt_tokens), len(gen.completion_tokens))
+        llm.store_in_cache()
         yield last
 
 

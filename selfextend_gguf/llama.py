@@ -10,12 +10,13 @@ import logging
 import os
 import sys
 import threading
+import time
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
 from . import _core
-from . import completions, context_options, embeddings, engine_limits, model_options, package_models
+from . import completions, context_options, embeddings, engine_limits, model_options, package_models, state_file
 from . import self_extend as se
 from . import tuned_settings
 from .chat_format import ChatFormatter
@@ -29,6 +30,8 @@ from .state import LlamaState
 logger = logging.getLogger("selfextend_gguf")
 
 ProgressCallback = Callable[[int, int], None]
+# a prompt cache entry is loaded only if it saves evaluating at least this many tokens
+CACHE_MIN_GAIN = 32
 # as llama_cpp's stopping criteria: (input_ids, logits) -> True to stop
 StoppingCriterion = Callable[[np.ndarray, np.ndarray], bool]
 
@@ -169,6 +172,7 @@ class Llama:
         if vocab_only:
             # tokenize/detokenize and chat formatting only, as llama_cpp allows
             self._ctx = None
+            self.cache = None
             self._n_ctx = n_ctx
             self._self_extend = None
             self.self_extend_origin = None
@@ -221,6 +225,17 @@ class Llama:
                           f"group_size={settings.group_size}, neighbor_window={settings.neighbor_window} "
                           f"(eq. 5: W + (N - W)/G < L/2)")
 
+        # what a saved state depends on besides the model file (state_file.py)
+        self._state_settings = {
+            "arch": arch, "n_ctx": n_ctx, "n_seq_max": options.n_seq_max,
+            "self_extend": [settings.group_size, settings.neighbor_window] if settings else None,
+            "type_k": options.type_k, "type_v": options.type_v, "flash_attn": options.flash_attn,
+            "rope": [options.rope_scaling_type, options.rope_freq_base, options.rope_freq_scale,
+                     options.yarn_ext_factor, options.yarn_attn_factor, options.yarn_beta_fast,
+                     options.yarn_beta_slow, options.yarn_orig_ctx],
+            "swa_full": options.swa_full, "lora": [str(lora_path), float(lora_scale)] if lora_path else None,
+        }
+        self.cache: Optional[Any] = None
         self._ctx = _core.Context(self._model, options)
         # llama.cpp may round the cache size up; the limit stays what was asked for, the
         # length that the Self-Extend settings were validated against
@@ -498,6 +513,8 @@ class Llama:
         with self.lock:
             if self._positions_edited:
                 self.reset()
+            if self.cache is not None:
+                self._load_cached_prefix(tokens)
             # always evaluate at least one token, for its logits
             keep = min(common_prefix_length(self._tokens, tokens), len(tokens) - 1)
             if keep < len(self._tokens):
@@ -513,11 +530,17 @@ class Llama:
             if self._positions_edited:
                 raise ValueError("positions were edited (kv_seq_add/kv_seq_div): reset() before saving a state")
             last = self.last_logits().copy() if self._tokens else None
-            return LlamaState(self.input_ids.copy(), self._context().state_get(), last)
+            return LlamaState(self.input_ids.copy(), self._context().state_get(), last, self.state_identity())
 
     def load_state(self, state: LlamaState) -> None:
-        """Go back to a state from save_state (of a Llama with the same model and settings)."""
+        """Go back to a state from save_state (of a Llama with the same model and settings;
+        a state of another model or other settings is refused with a ValueError)."""
         with self.lock:
+            if state.identity is not None:
+                why = state_file.mismatch(self.state_identity(), state.identity)
+                if why:
+                    raise ValueError(f"this state was saved with another model or other settings ({why}); "
+                                     f"load it into a Llama made like the one that saved it")
             self._check_room(0, [int(t) for t in state.input_ids])
             try:
                 self._context().state_set(state.llama_state)
@@ -530,6 +553,38 @@ class Llama:
                 self._scores.put(len(self._tokens) - 1, state.last_logits[None, :])
             self._positions_edited = False
             self._ctx_logits_current = False
+
+    def state_identity(self) -> Dict[str, Any]:
+        """What a saved state of this Llama depends on: the model file (its size and a hash
+        of its GGUF header) and the settings; states are only loaded where it is equal."""
+        from . import __version__
+
+        return {"format": state_file.FORMAT, "package": __version__, "llama_cpp": state_file.llama_cpp_pin(),
+                "model": state_file.model_fingerprint(self.model_path), **self._state_settings}
+
+    def set_cache(self, cache: Optional[Any]) -> None:
+        """Use a prompt cache (LlamaRAMCache or LlamaDiskCache; None: none): completions start
+        from the cached state sharing the longest prefix with their prompt, and store theirs."""
+        self.cache = cache
+
+    def _load_cached_prefix(self, tokens: List[int]) -> None:
+        """With a prompt cache: load the cached state sharing a longer prefix with tokens
+        than the context holds now, if that saves evaluating at least CACHE_MIN_GAIN tokens
+        (loading a whole state to skip a few tokens would cost more than it saves)."""
+        have = common_prefix_length(self._tokens, tokens)
+        hit = self.cache.lookup(tokens, self.state_identity(), min_prefix=have + CACHE_MIN_GAIN)
+        if hit is None:
+            return
+        start = time.perf_counter()
+        self.load_state(hit.state)
+        self._log(f"prompt cache: loaded {hit.n_matching} of {len(tokens)} prompt tokens in "
+                  f"{time.perf_counter() - start:.2f} s")
+
+    def store_in_cache(self) -> None:
+        """With a prompt cache: store the current state (after a completion)."""
+        if self.cache is not None and self._tokens and not self._positions_edited:
+            with self.lock:
+                self.cache.store(self.save_state())
 
     def request_abort(self) -> None:
         """Ask a decode running in another thread to stop after its current ubatch

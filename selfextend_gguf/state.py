@@ -5,7 +5,7 @@ another one with the same model and settings."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
 
@@ -15,6 +15,8 @@ class LlamaState:
     input_ids: np.ndarray                 # the evaluated tokens
     llama_state: bytes                    # llama.cpp's state (KV cache and outputs)
     last_logits: Optional[np.ndarray]     # logits after the last token, if any
+    # what wrote it: the model file and the settings (state_file.py); None: unknown
+    identity: Optional[Dict[str, Any]] = None
 
     @property
     def n_tokens(self) -> int:

@@ -5,6 +5,8 @@
 #include "llama-selfextend.h"
 #include "log.h"
 
+#include "gguf.h"
+
 #include <pybind11/stl.h>
 
 #include <atomic>
@@ -98,6 +100,17 @@ PYBIND11_MODULE(_core, m) {
         }
         return out;
     }, "Names of the chat templates llama.cpp has built in (chat_format=...).");
+
+    m.def("gguf_header_size", [](const std::string & path) {
+        gguf_init_params params = { /*no_alloc =*/ true, /*ctx =*/ nullptr };
+        gguf_context * g = gguf_init_from_file(path.c_str(), params);
+        if (g == nullptr) {
+            throw std::invalid_argument("not a readable GGUF file: '" + path + "'");
+        }
+        const size_t offset = gguf_get_data_offset(g);
+        gguf_free(g);
+        return offset;
+    }, py::arg("path"), "Bytes of a GGUF file before its tensor data: the header, metadata and tensor table.");
 
     m.def("numa_init", [](int strategy) { llama_numa_init((ggml_numa_strategy) strategy); }, py::arg("strategy"),
           "NUMA placement for this process (llama_numa_init).");

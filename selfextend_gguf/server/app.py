@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import requests
+from . import requests, slot_files
 from .errors import QueueFull, error_response
 from .schemas import (ChatCompletionRequest, CompletionRequest, DetokenizeRequest, EmbeddingRequest,
                       TokenizeRequest)
@@ -40,9 +40,11 @@ def _validation_message(err: RequestValidationError) -> tuple:
     return (f"{param}: {message}" if param else message), param
 
 
-def create_app(pool: SlotPool, model_name: str, api_key: Optional[str] = None) -> FastAPI:
+def create_app(pool: SlotPool, model_name: str, api_key: Optional[str] = None,
+               slot_save_path: Optional[str] = None) -> FastAPI:
     """The app over a pool of slots; with the slots' Llama made with embedding=True,
-    /v1/embeddings answers too."""
+    /v1/embeddings answers too, and with slot_save_path the slot actions (save, restore,
+    erase) of llama-server."""
     app = FastAPI(title="selfextend-gguf", version="0.1.0")
     executor = ThreadPoolExecutor(max_workers=len(pool.slots), thread_name_prefix="slot")
     llm0 = pool.slots[0].llm
@@ -65,7 +67,8 @@ def create_app(pool: SlotPool, model_name: str, api_key: Optional[str] = None) -
 
     @app.middleware("http")
     async def check_api_key(request: Request, call_next):
-        if api_key and (request.url.path.startswith("/v1") or request.url.path in ("/tokenize", "/detokenize")):
+        if api_key and (request.url.path.startswith(("/v1", "/slots")) or
+                        request.url.path in ("/tokenize", "/detokenize")):
             if request.headers.get("authorization", "") != f"Bearer {api_key}":
                 return error_response(401, "invalid or missing API key (send 'Authorization: Bearer <key>')",
                                       code="invalid_api_key")
@@ -237,6 +240,36 @@ def create_app(pool: SlotPool, model_name: str, api_key: Optional[str] = None) -
                                               body.encoding_format)
 
         return await run(request, [], False, call)
+
+    @app.post("/slots/{id_slot}")
+    async def slot_action(id_slot: int, request: Request, action: str):
+        if slot_save_path is None and action in ("save", "restore"):
+            return error_response(501, "slot save and restore are off: start the server with --slot-save-path DIR",
+                                  type_="not_supported_error")
+        if action not in ("save", "restore", "erase"):
+            return error_response(400, "action must be save, restore or erase", param="action")
+        if not 0 <= id_slot < len(pool.slots):
+            return error_response(400, f"no slot {id_slot}: slots are 0..{len(pool.slots) - 1}", param="id_slot")
+        try:
+            body = await request.json() if action != "erase" else {}
+        except ValueError:
+            return error_response(400, "request body is not valid JSON")
+        try:
+            path = slot_files.path_of(slot_save_path, body.get("filename")) if action != "erase" else None
+        except ValueError as err:
+            return error_response(400, str(err), param="filename")
+        slot = pool.try_take(id_slot)
+        if slot is None:
+            return error_response(409, f"slot {id_slot} is processing a request; retry when it is idle",
+                                  code="slot_busy")
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(
+                executor, slot_files.run_action, action, slot, path)
+        except Exception as err:  # noqa: BLE001 - a foreign or damaged file is the client's error
+            return _error_for(err)
+        finally:
+            pool.release(slot)
+        return result
 
     @app.post("/tokenize")
     async def tokenize(body: TokenizeRequest):

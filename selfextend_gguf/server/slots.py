@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import threading
-from typing import Deque, List, Sequence
+from typing import Deque, List, Optional, Sequence
 
 from ..llama import Llama, common_prefix_length
 from .errors import QueueFull
@@ -69,6 +69,14 @@ class SlotPool:
                 self._waiters.remove(waiter)
         slot.cancel.clear()
         return slot
+
+    def try_take(self, index: int) -> Optional[Slot]:
+        """Slot `index` for a slot action, if it is idle (None if busy)."""
+        for slot in self._free:
+            if slot.index == index:
+                self._free.remove(slot)
+                return slot
+        return None
 
     def release(self, slot: Slot) -> None:
         while self._waiters:
