@@ -241,7 +241,7 @@ def cmd_serve(args) -> int:
     elif args.prompt_cache_dir:
         cache = LlamaDiskCache(args.prompt_cache_dir, args.prompt_cache_size << 20,
                                min_tokens=args.prompt_cache_min_tokens)
-    serve(lambda: _open_llama(args, args.n_ctx or 8192, **extra), args.host, args.port, args.parallel,
+    serve(lambda **kw: _open_llama(args, args.n_ctx or 8192, **extra, **kw), args.host, args.port, args.parallel,
           args.queue_size, args.api_key, "info" if args.verbose else "warning", prompt_cache=cache,
           slot_save_path=args.slot_save_path)
     return 0

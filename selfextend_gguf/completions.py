@@ -3,6 +3,7 @@ the generation loop run, and the result shaped as llama_cpp and OpenAI shape it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
@@ -31,6 +32,17 @@ class GenerationOptions:
     progress_callback: Optional[ProgressCallback] = None
     stopping_criteria: Optional[Sequence[Callable[[np.ndarray, np.ndarray], bool]]] = None
     logits_processor: Union[None, LogitsProcessor, Sequence[LogitsProcessor]] = None
+    # a BatchScheduler: run on one of its slots, batched with other calls (None: alone)
+    scheduler: Optional[Any] = None
+
+    def lock(self, llm: "Llama"):
+        """Alone, the Llama is held for the whole generation; on a scheduler's slot the
+        scheduler owns the context and other calls run beside this one."""
+        return llm.lock if self.scheduler is None else contextlib.nullcontext()
+
+    def store_in_cache(self, llm: "Llama") -> None:
+        if self.scheduler is None:
+            llm.store_in_cache()
 
 
 def _processors(value: Union[None, LogitsProcessor, Sequence[LogitsProcessor]]) -> List[LogitsProcessor]:
@@ -68,7 +80,8 @@ def _generation(llm: "Llama", prompt_tokens: List[int], sampling: SamplingParams
     return Generation(llm, prompt_tokens, sampler, max_tokens, _stops(options.stop, extra_stops),
                       options.progress_callback, options.stopping_criteria or (),
                       _processors(options.logits_processor), n_logprobs, special_tokens,
-                      llm.n_ctx() if sampling.penalty_last_n == -1 else sampling.penalty_last_n)
+                      llm.n_ctx() if sampling.penalty_last_n == -1 else sampling.penalty_last_n,
+                      options.scheduler.run if options.scheduler is not None else None)
 
 
 # ---------------------------------------------------------------------------- completions
@@ -88,22 +101,6 @@ def fim_prompt(llm: "Llama", prefix: Union[str, bytes, Sequence[int]], suffix: s
     return bos + [pre] + prefix_tokens + [suf] + suffix_tokens + [mid]
 
 
-def prompt_logprobs(llm: "Llama", tokens: List[int], n_top: int) -> List[Optional[lp.TokenLogprob]]:
-    """Log-probabilities of each prompt token after the ones before it (echo=True with
-    logprobs): the prompt is evaluated from an empty cache, chunk by chunk, keeping only
-    the n_top entries of each row (never the whole prompt's logits)."""
-    out: List[Optional[lp.TokenLogprob]] = [None]
-    llm.reset()
-
-    def keep(pos: int, offset: int, logits: np.ndarray) -> None:
-        for row, i in enumerate(range(offset, offset + len(logits))):
-            if i + 1 < len(tokens):
-                out.append(lp.token_logprob(logits[row], tokens[i + 1], n_top))
-
-    llm.evaluate_rows(tokens, keep)
-    return out
-
-
 def completion(llm: "Llama", prompt: Union[str, bytes, Sequence[int]], sampling: SamplingParams,
                options: GenerationOptions, *, suffix: Optional[str] = None, logprobs: Optional[int] = None,
                echo: bool = False, grammar: Any = None,
@@ -121,41 +118,51 @@ def completion(llm: "Llama", prompt: Union[str, bytes, Sequence[int]], sampling:
     gen = _generation(llm, prompt_tokens, sampling, options, spec, n_logprobs)
     id_ = responses.new_id("cmpl")
     prefix = llm.detokenize(prompt_tokens).decode("utf-8", errors="replace") if echo else ""
-    prompt_items: List[Optional[lp.TokenLogprob]] = []
     if echo and n_logprobs is not None:
-        with llm.lock:
-            prompt_items = prompt_logprobs(llm, prompt_tokens, n_logprobs)
+        gen.prompt_logprobs_wanted = n_logprobs   # the first prompt token has none: None
 
     def logprobs_of(items, offset0: int):
         return lp.completion_logprobs(items, llm.token_bytes, offset0) if n_logprobs is not None else None
 
+    def prompt_items():
+        return [None] + gen.prompt_logprob_items if gen.prompt_logprobs_wanted is not None else []
+
     if options.stream:
-        return _stream_completion(llm, gen, id_, prefix, prompt_items, logprobs_of)
-    with llm.lock:
+        return _stream_completion(llm, gen, id_, prefix, prompt_items, logprobs_of, options)
+    with options.lock(llm):
         text = "".join(gen)
-        llm.store_in_cache()
-    logprobs_out = logprobs_of(prompt_items + gen.logprobs, 0)
+        options.store_in_cache(llm)
+    logprobs_out = logprobs_of(prompt_items() + gen.logprobs, 0)
     return responses.completion(id_, llm.model_path, prefix + text, gen.finish_reason,
                                 responses.usage(len(prompt_tokens), len(gen.completion_tokens)),
                                 logprobs=logprobs_out)
 
 
-def _stream_completion(llm: "Llama", gen: Generation, id_: str, prefix: str, prompt_items, logprobs_of):
-    with llm.lock:
+def _stream_completion(llm: "Llama", gen: Generation, id_: str, prefix: str, prompt_items, logprobs_of,
+                       options: GenerationOptions):
+    with options.lock(llm):
         offset = 0
+        pieces = iter(gen)
+        first = next(pieces, None)   # the prompt is evaluated (and, with echo and logprobs, scored)
         if prefix:
             yield responses.completion(id_, llm.model_path, prefix, None, chunk=True,
-                                       logprobs=logprobs_of(prompt_items, 0))
+                                       logprobs=logprobs_of(prompt_items(), 0))
             offset = len(prefix)
-        for piece in gen:
+        for piece in _then_all(first, pieces):
             yield responses.completion(id_, llm.model_path, piece, None, chunk=True,
                                        logprobs=logprobs_of(gen.take_logprobs(), offset))
             offset += len(piece)
         last = responses.completion(id_, llm.model_path, "", gen.finish_reason, chunk=True,
                                     logprobs=logprobs_of(gen.take_logprobs(), offset))
         last["usage"] = responses.usage(len(gen.prompt_tokens), len(gen.completion_tokens))
-        llm.store_in_cache()
+        options.store_in_cache(llm)
         yield last
+
+
+def _then_all(first, rest):
+    if first is not None:
+        yield first
+    yield from rest
 
 
 # ---------------------------------------------------------------------------- chat
@@ -198,10 +205,10 @@ def chat_completion(llm: "Llama", messages: Sequence[Mapping[str, Any]], samplin
         return lp.chat_logprobs(items, llm.token_bytes) if n_logprobs is not None else None
 
     if options.stream:
-        return _stream_chat(llm, gen, parser, id_, logprobs_of)
-    with llm.lock:
+        return _stream_chat(llm, gen, parser, id_, logprobs_of, options)
+    with options.lock(llm):
         text = "".join(gen)
-        llm.store_in_cache()
+        options.store_in_cache(llm)
     parser.update(text, False)
     message = _message(parser, legacy)
     finish = "tool_calls" if message.get("tool_calls") and gen.finish_reason == "stop" else gen.finish_reason
@@ -223,10 +230,10 @@ def _message(parser, legacy: bool) -> Dict[str, Any]:
     return message
 
 
-def _stream_chat(llm: "Llama", gen: Generation, parser, id_: str, logprobs_of):
+def _stream_chat(llm: "Llama", gen: Generation, parser, id_: str, logprobs_of, options: GenerationOptions):
     saw_tool_call = False
     pending: List[lp.TokenLogprob] = []  # log-probabilities of tokens not yet in a chunk
-    with llm.lock:
+    with options.lock(llm):
         yield responses.chat_chunk(id_, llm.model_path, {"role": "assistant"}, None)
         pieces = ((piece, True) for piece in gen)
         for piece, partial in _then(pieces, ("", False)):
@@ -239,7 +246,7 @@ def _stream_chat(llm: "Llama", gen: Generation, parser, id_: str, logprobs_of):
         last = responses.chat_chunk(id_, llm.model_path, {}, finish,
                                     logprobs=logprobs_of(pending) if pending else None)
         last["usage"] = responses.usage(len(gen.prompt_tokens), len(gen.completion_tokens))
-        llm.store_in_cache()
+        options.store_in_cache(llm)
         yield last
 
 

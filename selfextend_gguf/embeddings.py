@@ -52,16 +52,18 @@ def _normalized(vectors: np.ndarray) -> np.ndarray:
 
 
 def embed(llm: "Llama", input: EmbeddingInput, normalize: bool = True, truncate: bool = True,
-          return_count: bool = False):
+          return_count: bool = False, embed_tokens=None):
     """llama_cpp's embed: one vector per input (pooled), or one list of per-token vectors
-    per input (no pooling); a single string gives a single result."""
+    per input (no pooling); a single string gives a single result. embed_tokens computes
+    the rows of one input (default: the Llama's own; a batch scheduler's beside its slots)."""
+    embed_tokens = embed_tokens or llm.embed_tokens
     if not llm.embedding_enabled:
         raise RuntimeError("Llama model must be created with embedding=True to call this method")
     single = isinstance(input, (str, bytes)) or (bool(input) and all(isinstance(t, int) for t in input))
     results: List[Any] = []
     n_tokens = 0
     for tokens in _inputs(llm, input, truncate):
-        rows = llm.embed_tokens(tokens)
+        rows = embed_tokens(tokens)
         n_tokens += len(tokens)
         if normalize:
             rows = _normalized(rows)
@@ -73,8 +75,8 @@ def embed(llm: "Llama", input: EmbeddingInput, normalize: bool = True, truncate:
     return (data, n_tokens) if return_count else data
 
 
-def create_embedding(llm: "Llama", input: EmbeddingInput, model: str = None) -> Dict[str, Any]:
-    data, n_tokens = embed(llm, input, normalize=True, truncate=True, return_count=True)
+def create_embedding(llm: "Llama", input: EmbeddingInput, model: str = None, embed_tokens=None) -> Dict[str, Any]:
+    data, n_tokens = embed(llm, input, normalize=True, truncate=True, return_count=True, embed_tokens=embed_tokens)
     single = isinstance(input, (str, bytes)) or (bool(input) and all(isinstance(t, int) for t in input))
     vectors = [data] if single else data
     return responses.embeddings(model or llm.model_path, vectors, n_tokens)

@@ -19,6 +19,7 @@ from . import _core
 from . import completions, context_options, embeddings, engine_limits, model_options, package_models, state_file
 from . import self_extend as se
 from . import tuned_settings
+from .batching import BatchScheduler
 from .chat_format import ChatFormatter
 from .completions import GenerationOptions
 from .generation import LogitsProcessor
@@ -754,16 +755,19 @@ class Llama:
         logit_bias: Optional[Mapping[Any, float]] = None,
         progress_callback: Optional[ProgressCallback] = None,
         response_format: Optional[Mapping[str, Any]] = None,
+        scheduler: Optional[BatchScheduler] = None,
     ) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
         """Complete a prompt (llama_cpp's arguments); an OpenAI-shaped dict, or an iterator of
         chunks with stream=True. suffix= fills in the middle; logprobs=N adds the N most
         likely tokens per position; grammar= (GBNF or LlamaGrammar) or response_format=
-        (a JSON schema) constrain the output."""
+        (a JSON schema) constrain the output. scheduler (a BatchScheduler of this Llama)
+        runs it on one of its slots, batched with other calls."""
         _check_removed_samplers(tfs_z)
         self._context()
         sampling = self._sampling(temperature, top_k, top_p, min_p, typical_p, repeat_penalty, presence_penalty,
                                   frequency_penalty, mirostat_mode, mirostat_tau, mirostat_eta, seed, logit_bias)
-        options = GenerationOptions(max_tokens, stop, stream, progress_callback, stopping_criteria, logits_processor)
+        options = GenerationOptions(max_tokens, stop, stream, progress_callback, stopping_criteria, logits_processor,
+                                    self._check_scheduler(scheduler))
         return completions.completion(self, prompt, sampling, options, suffix=suffix, logprobs=logprobs, echo=echo,
                                       grammar=grammar, response_format=response_format)
 
@@ -803,19 +807,73 @@ class Llama:
         parallel_tool_calls: Optional[bool] = None,
         progress_callback: Optional[ProgressCallback] = None,
         stopping_criteria: Optional[Sequence[StoppingCriterion]] = None,
+        scheduler: Optional[BatchScheduler] = None,
     ) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
         """Chat with the model's chat template (llama.cpp's common chat, as llama-server
         --jinja); an OpenAI-shaped dict or chunk iterator. tools/tool_choice give
-        message.tool_calls; response_format gives JSON; logprobs/top_logprobs as OpenAI."""
+        message.tool_calls; response_format gives JSON; logprobs/top_logprobs as OpenAI;
+        scheduler as in create_completion."""
         _check_removed_samplers(tfs_z)
         self._context()
         sampling = self._sampling(temperature, top_k, top_p, min_p, typical_p, repeat_penalty, presence_penalty,
                                   frequency_penalty, mirostat_mode, mirostat_tau, mirostat_eta, seed, logit_bias)
-        options = GenerationOptions(max_tokens, stop, stream, progress_callback, stopping_criteria, logits_processor)
+        options = GenerationOptions(max_tokens, stop, stream, progress_callback, stopping_criteria, logits_processor,
+                                    self._check_scheduler(scheduler))
         return completions.chat_completion(
             self, messages, sampling, options, tools=tools, tool_choice=tool_choice, functions=functions,
             function_call=function_call, response_format=response_format, grammar=grammar, logprobs=logprobs,
             top_logprobs=top_logprobs, parallel_tool_calls=parallel_tool_calls)
+
+    # ------------------------------------------------------------------ several sequences
+
+    def n_seq_max(self) -> int:
+        return self._context().n_seq_max()
+
+    def scheduler(self, n_slots: Optional[int] = None) -> BatchScheduler:
+        """A BatchScheduler over this Llama's context: n_slots sequences (default n_seq_max)
+        whose generations are decoded together (continuous batching). Pass it as
+        scheduler= to create_completion/create_chat_completion from several threads; stop()
+        it before using this Llama alone again."""
+        return BatchScheduler(self, n_slots)
+
+    def create_completions(self, prompts: Sequence[Union[str, bytes, Sequence[int]]],
+                           **kwargs: Any) -> List[Dict[str, Any]]:
+        """Complete several prompts at once, batched in one context (needs n_seq_max >= 2 to
+        batch; each prompt takes a sequence, the rest wait for one): a list of
+        create_completion results, in the order of the prompts. kwargs as create_completion
+        (not stream)."""
+        if kwargs.get("stream"):
+            raise ValueError("create_completions returns whole results; use create_completion(stream=True) per prompt")
+        prompts = list(prompts)
+        if not prompts:
+            return []
+        scheduler = self.scheduler(min(len(prompts), self.n_seq_max()))
+        results: List[Any] = [None] * len(prompts)
+
+        def one(i: int) -> None:
+            try:
+                results[i] = self.create_completion(prompts[i], scheduler=scheduler, **kwargs)
+            except BaseException as err:  # noqa: BLE001 - raised in the caller's thread below
+                results[i] = err
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(len(prompts))]
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        finally:
+            scheduler.stop()
+            self.reset()
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return results
+
+    def _check_scheduler(self, scheduler: Optional[BatchScheduler]) -> Optional[BatchScheduler]:
+        if scheduler is not None and scheduler.llm is not self:
+            raise ValueError("scheduler= must be a scheduler of this Llama (Llama.scheduler())")
+        return scheduler
 
     def create_chat_completion_openai_v1(self, *args, **kwargs):
         """create_chat_completion, returned as the openai package's types."""

@@ -175,10 +175,79 @@ py::array_t<float> decode(Context & c, const std::vector<llama_token> & tokens, 
     return out;
 }
 
-// Embeddings of tokens as one sequence, decoded from an empty cache: one pooled row
-// (the GGUF's pooling, or the context's pooling_type), or one row per token without
-// pooling. The cache is cleared again afterwards.
-py::array_t<float> embed(Context & c, const std::vector<llama_token> & tokens) {
+// One decode of tokens of several sequences (continuous batching): token t at position
+// pos[t] of sequence seq[t], logits kept where output[t]. Returns the kept rows, in batch
+// order; the sampler reads them as llama.cpp's batch indices (llama_get_logits_ith).
+py::array_t<float> decode_batch(Context & c, const std::vector<llama_token> & tokens, const std::vector<llama_pos> & pos,
+                                const std::vector<llama_seq_id> & seq, const std::vector<bool> & output) {
+    const int32_t n = (int32_t) tokens.size();
+    if (n == 0 || pos.size() != tokens.size() || seq.size() != tokens.size() || output.size() != tokens.size()) {
+        throw std::invalid_argument("decode_batch needs equally long, non-empty tokens, pos, seq and output");
+    }
+    if ((uint32_t) n > llama_n_batch(c.ctx)) {
+        throw std::invalid_argument("more tokens than n_batch in one decode call");
+    }
+    const int32_t n_vocab = llama_vocab_n_tokens(c.model->vocab);
+    int32_t n_out = 0;
+    for (int32_t i = 0; i < n; ++i) {
+        if (tokens[i] < 0 || tokens[i] >= n_vocab) {
+            throw std::invalid_argument("token id " + std::to_string(tokens[i]) + " is outside the vocabulary");
+        }
+        if (pos[i] < 0 || pos[i] >= (llama_pos) llama_n_ctx(c.ctx)) {
+            throw std::invalid_argument("positions exceed the context size n_ctx");
+        }
+        if (seq[i] < 0 || (uint32_t) seq[i] >= llama_n_seq_max(c.ctx)) {
+            throw std::invalid_argument("seq_id outside [0, n_seq_max)");
+        }
+        n_out += output[i] ? 1 : 0;
+    }
+    llama_batch batch = llama_batch_init(n, 0, 1);
+    for (int32_t i = 0; i < n; ++i) {
+        batch.token[i]     = tokens[i];
+        batch.pos[i]       = pos[i];
+        batch.n_seq_id[i]  = 1;
+        batch.seq_id[i][0] = seq[i];
+        batch.logits[i]    = output[i];
+    }
+    batch.n_tokens = n;
+
+    c.abort_requested = false;
+    int32_t rc = 0;
+    std::string reason;
+    try {
+        py::gil_scoped_release release;
+        llama_errors_clear();
+        rc = call_llama("decode", "", [&] { return llama_decode(c.ctx, batch); });
+        reason = llama_errors_take();
+    } catch (...) {
+        llama_batch_free(batch);
+        throw;
+    }
+    llama_batch_free(batch);
+    if (rc != 0) {
+        llama_self_extend_invalidate(c.ctx);
+        if (rc == 2) {
+            throw std::runtime_error("decode aborted");
+        }
+        throw llama_cpp_error(rc == 1 ? std::string("decode failed in llama.cpp: no KV cache slot for the batch (context full)")
+                                      : "decode failed in llama.cpp with code " + std::to_string(rc) +
+                                        (reason.empty() ? std::string() : ": " + reason));
+    }
+    py::array_t<float> out({(py::ssize_t) n_out, (py::ssize_t) n_vocab});
+    int32_t row = 0;
+    for (int32_t i = 0; i < n; ++i) {
+        if (output[i]) {
+            std::memcpy(out.mutable_data(row++, 0), llama_get_logits_ith(c.ctx, i), sizeof(float) * n_vocab);
+        }
+    }
+    return out;
+}
+
+// Embeddings of tokens as sequence seq_id, decoded from empty cells: one pooled row (the
+// GGUF's pooling, or the context's pooling_type), or one row per token without pooling.
+// Afterwards the cache is cleared (clear_all), or only that sequence's cells are removed
+// (other sequences, e.g. a batch scheduler's slots, keep theirs).
+py::array_t<float> embed(Context & c, const std::vector<llama_token> & tokens, llama_seq_id seq_id, bool clear_all) {
     const int32_t n = (int32_t) tokens.size();
     const enum llama_pooling_type pooling = llama_pooling_type(c.ctx);
     if (n == 0) {
@@ -200,10 +269,21 @@ py::array_t<float> embed(Context & c, const std::vector<llama_token> & tokens) {
         batch.token[i]     = tokens[i];
         batch.pos[i]       = i;
         batch.n_seq_id[i]  = 1;
-        batch.seq_id[i][0] = 0;
+        batch.seq_id[i][0] = seq_id;
         batch.logits[i]    = true;
     }
     batch.n_tokens = n;
+    if (seq_id < 0 || (uint32_t) seq_id >= llama_n_seq_max(c.ctx)) {
+        llama_batch_free(batch);
+        throw std::invalid_argument("seq_id outside [0, n_seq_max)");
+    }
+    auto clear = [&] {
+        if (clear_all) {
+            llama_memory_clear(llama_get_memory(c.ctx), true);
+        } else {
+            llama_memory_seq_rm(llama_get_memory(c.ctx), seq_id, 0, -1);
+        }
+    };
 
     const int64_t n_embd = llama_model_n_embd_out(c.model->model);
     py::array_t<float> out;
@@ -212,7 +292,7 @@ py::array_t<float> embed(Context & c, const std::vector<llama_token> & tokens) {
     {
         py::gil_scoped_release release;
         llama_errors_clear();
-        llama_memory_clear(llama_get_memory(c.ctx), true);
+        clear();
         llama_set_embeddings(c.ctx, true);
         try {
             rc = call_llama("computing embeddings", "", [&] {
@@ -221,7 +301,7 @@ py::array_t<float> embed(Context & c, const std::vector<llama_token> & tokens) {
             });
         } catch (...) {
             llama_set_embeddings(c.ctx, false);
-            llama_memory_clear(llama_get_memory(c.ctx), true);
+            clear();
             llama_batch_free(batch);
             throw;
         }
@@ -240,7 +320,7 @@ py::array_t<float> embed(Context & c, const std::vector<llama_token> & tokens) {
                 std::memcpy(out.mutable_data(i, 0), row, sizeof(float) * n_embd);
             }
         } else {
-            const float * row = llama_get_embeddings_seq(c.ctx, 0);
+            const float * row = llama_get_embeddings_seq(c.ctx, seq_id);
             const int64_t n_out = pooling == LLAMA_POOLING_TYPE_RANK ? llama_model_n_cls_out(c.model->model) : n_embd;
             if (row == nullptr) {
                 rc = -100;
@@ -251,7 +331,7 @@ py::array_t<float> embed(Context & c, const std::vector<llama_token> & tokens) {
         }
     }
     llama_set_embeddings(c.ctx, false);
-    llama_memory_clear(llama_get_memory(c.ctx), true);
+    clear();
     llama_self_extend_invalidate(c.ctx);
     if (rc != 0) {
         throw llama_cpp_error("computing embeddings failed in llama.cpp (code " + std::to_string(rc) + ")" +
@@ -328,7 +408,35 @@ void bind_context(py::module_ & m) {
              py::arg("logits_all") = false,
              "Evaluate tokens at positions pos0.. of sequence seq_id; returns the logits of the "
              "last token, or of every token with logits_all. The GIL is released meanwhile.")
-        .def("embed", &embed, py::arg("tokens"),
+        .def("decode_batch", &decode_batch, py::arg("tokens"), py::arg("pos"), py::arg("seq"), py::arg("output"),
+             "One decode of tokens of several sequences; the logits rows of the tokens marked output.")
+        .def("state_seq_get", [](Context & c, llama_seq_id s) {
+            std::vector<uint8_t> buf(llama_state_seq_get_size(c.ctx, s));
+            size_t n;
+            {
+                py::gil_scoped_release release;
+                n = call_llama("saving the sequence state", "", [&] {
+                    return llama_state_seq_get_data(c.ctx, buf.data(), buf.size(), s);
+                });
+            }
+            return py::bytes((const char *) buf.data(), n);
+        }, py::arg("seq_id"), "One sequence's cells (positions, keys, values) as bytes.")
+        .def("state_seq_set", [](Context & c, py::bytes data, llama_seq_id s) {
+            std::string buf(data);
+            size_t n;
+            {
+                py::gil_scoped_release release;
+                llama_errors_clear();
+                n = call_llama("loading the sequence state", "", [&] {
+                    return llama_state_seq_set_data(c.ctx, (const uint8_t *) buf.data(), buf.size(), s);
+                });
+                llama_self_extend_invalidate(c.ctx);
+            }
+            if (n == 0) {
+                throw llama_cpp_error("loading the sequence state failed in llama.cpp: " + llama_errors_take());
+            }
+        }, py::arg("data"), py::arg("seq_id"), "Put a sequence state from state_seq_get into sequence seq_id.")
+        .def("embed", &embed, py::arg("tokens"), py::arg("seq_id") = 0, py::arg("clear_all") = true,
              "Embeddings of tokens as one sequence (pooled: 1 row; without pooling: one per token).")
         .def("pooling_type", [](const Context & c) { return (int) llama_pooling_type(c.ctx); })
         .def("set_logits", &set_logits, py::arg("idx"), py::arg("logits"),

@@ -1,15 +1,17 @@
-"""The FastAPI application: /v1/completions, /v1/chat/completions, /v1/models, /health.
+"""The FastAPI application: /v1/completions, /v1/chat/completions, /v1/embeddings,
+/v1/models, /health, /tokenize, /detokenize and the slot actions.
 
-Each request takes a slot (its own Llama context) and runs in a worker thread; chunks
-come back to the event loop through a queue. A client that disconnects sets its slot's
-cancel flag: generation stops at the next token (prefill at the next chunk, or inside
-a decode through llama.cpp's abort callback), and the slot is freed when the worker
-thread is done with it."""
+One model and one context serve every request: the batch scheduler (batching.py) gives
+each request a slot (a sequence of the context) and decodes all of them together. A
+request's worker thread waits for its pieces and hands them to the event loop through a
+queue. A client that disconnects cancels its request at the next step of the scheduler,
+which removes its cells at once."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional
@@ -19,11 +21,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .. import embeddings
 from . import requests, slot_files
+from ..batching import BatchScheduler, ContextFull
+from ..llama import Llama
 from .errors import QueueFull, error_response
 from .schemas import (ChatCompletionRequest, CompletionRequest, DetokenizeRequest, EmbeddingRequest,
                       TokenizeRequest)
-from .slots import Slot, SlotPool
+from .slots import Admission
 
 
 class Cancelled(Exception):
@@ -40,14 +45,16 @@ def _validation_message(err: RequestValidationError) -> tuple:
     return (f"{param}: {message}" if param else message), param
 
 
-def create_app(pool: SlotPool, model_name: str, api_key: Optional[str] = None,
-               slot_save_path: Optional[str] = None) -> FastAPI:
-    """The app over a pool of slots; with the slots' Llama made with embedding=True,
-    /v1/embeddings answers too, and with slot_save_path the slot actions (save, restore,
-    erase) of llama-server."""
+def create_app(llm0: Llama, scheduler: BatchScheduler, max_queue: int, model_name: str,
+               api_key: Optional[str] = None, slot_save_path: Optional[str] = None) -> FastAPI:
+    """The app over one Llama and its batch scheduler; with the Llama made with
+    embedding=True, /v1/embeddings answers too, and with slot_save_path the slot actions
+    (save, restore, erase) of llama-server."""
     app = FastAPI(title="selfextend-gguf", version="0.1.0")
-    executor = ThreadPoolExecutor(max_workers=len(pool.slots), thread_name_prefix="slot")
-    llm0 = pool.slots[0].llm
+    n_slots = len(scheduler.slots)
+    admission = Admission(n_slots, max_queue)
+    # a worker thread per running or waiting request (they wait on the scheduler)
+    executor = ThreadPoolExecutor(max_workers=n_slots + max_queue + 1, thread_name_prefix="request")
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, err: RequestValidationError):
@@ -76,9 +83,10 @@ def create_app(pool: SlotPool, model_name: str, api_key: Optional[str] = None,
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "slots_total": len(pool.slots), "slots_idle": pool.n_idle,
-                "queue": pool.n_waiting, "queue_max": pool.max_queue,
-                "slots": [slot.stats() for slot in pool.slots]}
+        slots = [slot.stats() for slot in scheduler.slots]
+        return {"status": "ok", "slots_total": n_slots, "slots_idle": sum(not s["busy"] for s in slots),
+                "queue": scheduler.n_waiting, "queue_max": max_queue, "slots": slots,
+                "n_ctx": llm0.n_ctx(), "memory": llm0.memory_breakdown()}
 
     @app.get("/v1/models")
     async def models():
@@ -89,35 +97,36 @@ def create_app(pool: SlotPool, model_name: str, api_key: Optional[str] = None,
                      "self_extend": {"group_size": se.group_size, "neighbor_window": se.neighbor_window}
                      if se else None}}]}
 
-    async def run(request: Request, prompt_tokens: List[int], stream: bool,
-                  call: Callable[..., Any], include_usage: bool = False):
-        """Run call(llm, stream, progress_callback, stopping_criteria) in a slot; a stream
-        ends with a usage chunk when include_usage (stream_options)."""
+    async def run(request: Request, stream: bool, call: Callable[..., Any], include_usage: bool = False):
+        """Run call(stream, progress_callback, stopping_criteria) in a worker thread (it waits
+        for its slot's pieces); a stream ends with a usage chunk when include_usage."""
         try:
-            slot = await pool.acquire(prompt_tokens)
+            admission.enter()
         except QueueFull:
-            return error_response(503, f"server busy: all {len(pool.slots)} slots are in use and "
-                                       f"{pool.max_queue} requests are waiting; retry later",
+            return error_response(503, f"server busy: all {n_slots} slots are in use and "
+                                       f"{max_queue} requests are waiting; retry later",
                                   type_="server_error", code="queue_full")
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
+        cancelled = threading.Event()
 
-        slot.last_prompt_tokens, slot.last_evaluated = len(prompt_tokens), 0
-
+        # both checked by the scheduler at each step; raising ends the request there and
+        # frees its cells at once
         def check_cancel(done: int, total: int) -> None:
-            slot.last_evaluated = total
-            if slot.cancel.is_set():
+            if cancelled.is_set():
                 raise Cancelled()
 
         def stop_if_cancelled(ids, logits) -> bool:
-            return slot.cancel.is_set()
+            if cancelled.is_set():
+                raise Cancelled()
+            return False
 
         def put(kind: str, item: Any) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, (kind, item))
 
         def worker() -> None:
             try:
-                result = call(slot.llm, stream, check_cancel, [stop_if_cancelled])
+                result = call(stream, check_cancel, [stop_if_cancelled])
                 if stream:
                     try:
                         for chunk in result:
@@ -135,12 +144,11 @@ def create_app(pool: SlotPool, model_name: str, api_key: Optional[str] = None,
                 put("end", None)
 
         future = loop.run_in_executor(executor, worker)
-        future.add_done_callback(lambda _: pool.release(slot))
+        future.add_done_callback(lambda _: admission.leave())
 
         def cancel() -> None:
             if not future.done():
-                slot.cancel.set()
-                slot.llm.request_abort()
+                cancelled.set()
 
         if stream:
             first = await queue.get()
@@ -202,12 +210,12 @@ def create_app(pool: SlotPool, model_name: str, api_key: Optional[str] = None,
         except Exception as err:  # noqa: BLE001 - bad input (400) or a broken model (500)
             return _error_for(err)
 
-        def call(llm, stream, progress, criteria):
-            return requests.choices(lambda **kw: llm.create_completion(prompt_tokens, **kw), body.n, stream,
+        def call(stream, progress, criteria):
+            return requests.choices(lambda **kw: llm0.create_completion(prompt_tokens, **kw), body.n, stream,
                                     dict(kwargs, stream=stream, progress_callback=progress,
-                                         stopping_criteria=criteria))
+                                         stopping_criteria=criteria, scheduler=scheduler))
 
-        return await run(request, prompt_tokens, body.stream, call, include_usage(body))
+        return await run(request, body.stream, call, include_usage(body))
 
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatCompletionRequest, request: Request):
@@ -218,12 +226,12 @@ def create_app(pool: SlotPool, model_name: str, api_key: Optional[str] = None,
         except Exception as err:  # noqa: BLE001 - bad input (400) or a broken model (500)
             return _error_for(err)
 
-        def call(llm, stream, progress, criteria):
-            return requests.choices(lambda **kw: llm.create_chat_completion(messages, **kw), body.n, stream,
+        def call(stream, progress, criteria):
+            return requests.choices(lambda **kw: llm0.create_chat_completion(messages, **kw), body.n, stream,
                                     dict(kwargs, stream=stream, progress_callback=progress,
-                                         stopping_criteria=criteria))
+                                         stopping_criteria=criteria, scheduler=scheduler))
 
-        return await run(request, prompt_tokens, body.stream, call, include_usage(body))
+        return await run(request, body.stream, call, include_usage(body))
 
     @app.post("/v1/embeddings")
     async def create_embeddings(body: EmbeddingRequest, request: Request):
@@ -235,11 +243,11 @@ def create_app(pool: SlotPool, model_name: str, api_key: Optional[str] = None,
         except Exception as err:  # noqa: BLE001
             return _error_for(err)
 
-        def call(llm, stream, progress, criteria):
-            return requests.encode_embeddings(llm.create_embedding(body.input, model=model_name),
-                                              body.encoding_format)
+        def call(stream, progress, criteria):
+            result = embeddings.create_embedding(llm0, body.input, model=model_name, embed_tokens=scheduler.embed)
+            return requests.encode_embeddings(result, body.encoding_format)
 
-        return await run(request, [], False, call)
+        return await run(request, False, call)
 
     @app.post("/slots/{id_slot}")
     async def slot_action(id_slot: int, request: Request, action: str):
@@ -248,8 +256,8 @@ def create_app(pool: SlotPool, model_name: str, api_key: Optional[str] = None,
                                   type_="not_supported_error")
         if action not in ("save", "restore", "erase"):
             return error_response(400, "action must be save, restore or erase", param="action")
-        if not 0 <= id_slot < len(pool.slots):
-            return error_response(400, f"no slot {id_slot}: slots are 0..{len(pool.slots) - 1}", param="id_slot")
+        if not 0 <= id_slot < n_slots:
+            return error_response(400, f"no slot {id_slot}: slots are 0..{n_slots - 1}", param="id_slot")
         try:
             body = await request.json() if action != "erase" else {}
         except ValueError:
@@ -258,17 +266,11 @@ def create_app(pool: SlotPool, model_name: str, api_key: Optional[str] = None,
             path = slot_files.path_of(slot_save_path, body.get("filename")) if action != "erase" else None
         except ValueError as err:
             return error_response(400, str(err), param="filename")
-        slot = pool.try_take(id_slot)
-        if slot is None:
-            return error_response(409, f"slot {id_slot} is processing a request; retry when it is idle",
-                                  code="slot_busy")
         try:
             result = await asyncio.get_running_loop().run_in_executor(
-                executor, slot_files.run_action, action, slot, path)
+                executor, scheduler.call, lambda: slot_files.run_action(action, scheduler, id_slot, path))
         except Exception as err:  # noqa: BLE001 - a foreign or damaged file is the client's error
             return _error_for(err)
-        finally:
-            pool.release(slot)
         return result
 
     @app.post("/tokenize")
@@ -294,6 +296,10 @@ def create_app(pool: SlotPool, model_name: str, api_key: Optional[str] = None,
 
 
 def _error_body(err: BaseException) -> Dict[str, Any]:
+    if isinstance(err, ContextFull):
+        return {"error": {"message": str(err), "type": "server_error", "param": None, "code": "context_full"}}
+    if isinstance(err, slot_files.SlotBusy):
+        return {"error": {"message": str(err), "type": "invalid_request_error", "param": None, "code": "slot_busy"}}
     if isinstance(err, ValueError):
         code = "context_length_exceeded" if "exceed context window" in str(err) else None
         return {"error": {"message": str(err), "type": "invalid_request_error", "param": None, "code": code}}
@@ -306,4 +312,5 @@ def _error_body(err: BaseException) -> Dict[str, Any]:
 def _error_for(err: BaseException) -> JSONResponse:
     body = _error_body(err)
     status = 400 if body["error"]["type"] == "invalid_request_error" else 500
+    status = {"context_full": 503, "slot_busy": 409}.get(body["error"]["code"], status)
     return JSONResponse(status_code=status, content=body)

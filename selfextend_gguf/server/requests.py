@@ -5,6 +5,7 @@ input is a 400 at once), and n > 1 choices."""
 from __future__ import annotations
 
 import base64
+import threading
 from typing import Any, Callable, Dict, Iterator, List, Union
 
 import numpy as np
@@ -96,8 +97,9 @@ def usage_chunk(last_chunk: Dict[str, Any], usage: Dict[str, int]) -> Dict[str, 
 
 def choices(create: Callable[..., Any], n: int, stream: bool,
             kwargs: Dict[str, Any]) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
-    """n choices of one request, generated one after another in the slot (choice i uses
-    seed + i when a seed is given, so that they differ)."""
+    """n choices of one request (choice i uses seed + i when a seed is given, so that they
+    differ): whole ones run side by side on the scheduler's slots, streamed ones one after
+    another."""
     if n == 1:
         return create(**kwargs)
 
@@ -106,7 +108,22 @@ def choices(create: Callable[..., Any], n: int, stream: bool,
 
     if stream:
         return _stream_choices(create, n, kwargs_of)
-    results = [create(**kwargs_of(i)) for i in range(n)]
+    results: List[Any] = [None] * n
+
+    def one(i: int) -> None:
+        try:
+            results[i] = create(**kwargs_of(i))
+        except BaseException as err:  # noqa: BLE001 - raised below, in the request's thread
+            results[i] = err
+
+    threads = [threading.Thread(target=one, args=(i,), name=f"choice-{i}") for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
     choices_ = [result["choices"][0] for result in results]
     for i, choice in enumerate(choices_):
         choice["index"] = i

@@ -28,23 +28,32 @@ def path_of(folder: str, filename: Any) -> Path:
     return path
 
 
-def run_action(action: str, slot, path: Optional[Path]) -> Dict[str, Any]:
-    llm = slot.llm
+class SlotBusy(RuntimeError):
+    """The slot is running a request (409)."""
+
+
+def run_action(action: str, scheduler, id_slot: int, path: Optional[Path]) -> Dict[str, Any]:
+    """Run on the scheduler's thread (BatchScheduler.call): the slot's cells are its
+    sequence's cells in the one context."""
+    slot = scheduler.slots[id_slot]
+    if slot.job is not None:
+        raise SlotBusy(f"slot {id_slot} is processing a request; retry when it is idle")
     start = time.perf_counter()
     if action == "erase":
-        n = llm.n_tokens
-        llm.reset()
-        return {"id_slot": slot.index, "n_erased": n}
+        n = len(slot.tokens)
+        scheduler.ctx.seq_rm(slot.seq_id, 0, -1)
+        slot.tokens = []
+        return {"id_slot": id_slot, "n_erased": n}
     if action == "save":
-        state = llm.save_state()
+        state = scheduler.save_sequence(slot)
         size = state_file.write(path, state.identity, [int(t) for t in state.input_ids], state.llama_state)
-        return {"id_slot": slot.index, "filename": path.name, "n_saved": state.n_tokens, "n_written": size,
+        return {"id_slot": id_slot, "filename": path.name, "n_saved": state.n_tokens, "n_written": size,
                 "timings": {"save_ms": 1000 * (time.perf_counter() - start)}}
     # restore: a missing, damaged or foreign file is a ValueError (a 400)
     if not path.exists():
         raise ValueError(f"no saved slot file {path.name!r}")
-    identity = llm.state_identity()
+    identity = scheduler.sequence_identity()
     tokens, raw = state_file.read(path, identity)
-    llm.load_state(LlamaState(np.asarray(tokens, dtype=np.int32), raw, None, identity))
-    return {"id_slot": slot.index, "filename": path.name, "n_restored": len(tokens),
+    scheduler.load_sequence(slot, LlamaState(np.asarray(tokens, dtype=np.int32), raw, None, identity))
+    return {"id_slot": id_slot, "filename": path.name, "n_restored": len(tokens),
             "n_read": path.stat().st_size, "timings": {"restore_ms": 1000 * (time.perf_counter() - start)}}
