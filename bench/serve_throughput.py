@@ -9,7 +9,8 @@ the last request's last token.
 
     python bench/serve_throughput.py [--doc-tokens 9000] [--threads 2] [--label after]
 
-Run it alone. With PYTHONPATH set to another checkout's tree it measures that version."""
+Run it alone. bench/serve_throughput.sh measures the version before continuous batching
+(its package copied as selfextend_gguf_before) and this one, one after the other."""
 
 from __future__ import annotations
 
@@ -30,8 +31,8 @@ from server_process import free_port  # noqa: E402
 
 def start(args, parallel: int):
     port = free_port()
-    cmd = [sys.executable, "-m", "selfextend_gguf", "serve", "--port", str(port), "--parallel", str(parallel),
-           "--n-ctx", str(args.n_ctx), "--threads", str(args.threads), "--flash-attn"]
+    cmd = [sys.executable, "-m", args.package, "serve", "--port", str(port), "--parallel", str(parallel),
+           "--n-ctx", str(args.n_ctx), "--threads", str(args.threads)] + (["--flash-attn"] if args.flash_attn else [])
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 600
@@ -87,6 +88,10 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--tokens", type=int, default=96)
     p.add_argument("--label", default="after")
+    p.add_argument("--flash-attn", action="store_true",
+                   help="serve with flash attention (faster prefill, slower decode on CPU)")
+    p.add_argument("--package", default="selfextend_gguf",
+                   help="the package to serve with (another version copied under another name, on PYTHONPATH)")
     p.add_argument("--out", default="bench/results/serve-throughput.jsonl")
     args = p.parse_args()
     args.n_ctx = args.doc_tokens + 1024
@@ -109,7 +114,8 @@ def main() -> None:
                 runs = concurrent(url, prompts[:k], args.tokens, bias)
                 tokens = sum(n for _, _, n in runs)
                 span = max(t for _, t, _ in runs) - min(t for t, _, _ in runs)
-                records.append({"label": args.label, "parallel": parallel, "concurrent": k, "tokens": tokens,
+                records.append({"label": args.label, "flash_attn": args.flash_attn, "parallel": parallel,
+                                "concurrent": k, "tokens": tokens,
                                 "seconds": round(span, 3), "tok_per_s": round(tokens / span, 1)})
                 print(records[-1], flush=True)
             records.append({"label": args.label, "parallel": parallel, "peak_rss_mib": round(peak_rss_mib(proc)),

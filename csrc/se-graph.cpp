@@ -12,10 +12,12 @@
 // (floor divisions). Both logit matrices are computed and merged before the softmax
 // with a 0/1 selection: logits = near * kq + far * kq_g, far = 1 - near.
 //
-// Prefill of one sequence whose cache cells hold positions 0, 1, 2, ... in order (the
-// usual case) takes a banded form: cells far from every query of the ubatch need only
-// grouped logits, cells near all of them only normal logits, and only a band of about
-// n_tokens cells in between needs both and the merge. Other layouts take the general form.
+// A ubatch over one stream of cells (one sequence, or several sharing a unified cache)
+// takes a banded form: cells far from every query of the ubatch need only grouped
+// logits, cells near all of them only normal logits, and only a band in between needs
+// both and the merge. For one sequence whose cells hold positions 0, 1, 2, ... the band
+// is about n_tokens cells wide; sequences that copied a common prefix (a server's slots
+// reading one document) keep it narrow too. Several streams take the general form.
 //
 // With the grouped-key cache (se-grouped-keys.h, the default) k_g is not computed here
 // for every cached key: it is stored when a cell is written (and re-derived for cells
@@ -41,6 +43,8 @@
 #include "llama-model.h"
 
 #include <algorithm>
+#include <utility>
+#include <vector>
 #include <cmath>
 
 namespace {
@@ -92,9 +96,10 @@ public:
     std::vector<int64_t>   rederive_cells;
     std::vector<llama_pos> rederive_pos;
 
-    // banded prefill (one stream, cell j holds position j): cells [0, band_begin) are far
-    // from every query, [band_end, n_kv) near every query; delta_k then covers
-    // [0, band_end), and near/far only the band: [band_end - band_begin, n_tps, 1, 1]
+    // banded form (one stream of cells, any layout): cells [0, band_begin) are far from
+    // every query that sees them, [band_end, n_kv) near every query that sees them;
+    // delta_k then covers [0, band_end), and near/far only the band:
+    // [band_end - band_begin, n_tps, 1, 1]
     bool    banded     = false;
     int64_t band_begin = 0;
     int64_t band_end   = 0;
@@ -246,15 +251,17 @@ void llm_graph_input_self_extend::set_input(const llama_ubatch * ubatch) {
     float   * f_far  = far  ? (float *) far->data  : nullptr;
 
     if (banded) {
-        // cell j holds position j (checked when the graph was built for this ubatch)
+        // one stream; the cells' positions as they are (a query's unseen cells are masked)
+        const llama_kv_cells & cells = kv.get_cells(ubatch->seq_id[0][0]);
         const int64_t n_band = band_end - band_begin;
         for (int64_t j = 0; dk && j < band_end; ++j) {
-            dk[j] = delta_k_of((llama_pos) j);
+            dk[j] = cells.is_empty(j) ? 0 : delta_k_of(cells.pos_get(j));
         }
         for (int64_t i = 0; f_near && i < n_tokens; ++i) {
             const llama_pos pi = ubatch->pos[i];
             for (int64_t jj = 0; jj < n_band; ++jj) {
-                const bool is_near = pi - (band_begin + jj) < W;
+                const int64_t j = band_begin + jj;
+                const bool is_near = cells.is_empty(j) || pi - cells.pos_get(j) < W;
                 f_near[i*n_band + jj] = is_near ? 1.0f : 0.0f;
                 f_far [i*n_band + jj] = is_near ? 0.0f : 1.0f;
             }
@@ -290,39 +297,64 @@ void llm_graph_input_self_extend::set_input(const llama_ubatch * ubatch) {
 
 namespace {
 
-// The band of a prefill ubatch of one sequence, if its visible cells hold positions
-// 0, 1, 2, ... in cell order: cells below `begin` are far from every query (i - j >= W
-// for the smallest i), cells from `end` on near every query (i - j < W for the largest).
-// A reservation graph gets the band of a ubatch at the end of the cache, so that compute
-// buffers are sized for the form that long prompts take; other forms grow them when used.
+// The band of a ubatch in one stream of cells (one sequence, or several in a unified
+// cache, in any cell layout): cells below `begin` are far from every query that sees
+// them, cells from `end` on near every query that sees them (cells a query does not see
+// are masked, so either logit serves). Only the band [begin, end) needs both logits and
+// the selection. For one sequence whose cell j holds position j this is
+// [p_min - W + 1, p_max - W + 1). A reservation graph gets the band of a ubatch at the
+// end of the cache, so that compute buffers are sized for the form that long prompts
+// take; other forms grow them when used.
 bool find_band(const llm_graph_context & g, const llama_se_attn_source & src, int32_t W,
                int64_t n_kv, uint32_t min_tokens, bool reserving, int64_t & begin, int64_t & end) {
     const llama_ubatch & ub = g.ubatch;
-    if (ub.n_seqs_unq != 1 || ub.n_tokens < min_tokens) {
+    if (ub.n_tokens < min_tokens) {
         return false;
     }
-    llama_pos p_min = (llama_pos) (n_kv - ub.n_tokens);   // reserving: the worst case of the
-    llama_pos p_max = (llama_pos) (n_kv - 1);             // usual layout, tokens at the end
-    if (!reserving) {
-        const llama_seq_id seq = ub.seq_id[0][0];
-        const llama_kv_cells & cells = llama_se_access::cache(*src.mctx).get_cells(seq);
-        // the ubatch's own cells must be in place (they are once the cache context is applied)
-        for (uint32_t t = 0; t < ub.n_tokens; ++t) {
-            const llama_pos p = ub.pos[t];
-            if (p < 0 || p >= n_kv || cells.is_empty(p) || !cells.seq_has(p, seq) || cells.pos_get(p) != p) {
-                return false;
-            }
-        }
-        for (int64_t j = 0; j < n_kv; ++j) {
-            if (!cells.is_empty(j) && cells.seq_has(j, seq) && cells.pos_get(j) != j) {
-                return false;
-            }
-        }
-        p_min = *std::min_element(ub.pos, ub.pos + ub.n_tokens);
-        p_max = *std::max_element(ub.pos, ub.pos + ub.n_tokens);
+    if (reserving) {
+        // the worst case of the usual layout: one sequence, its tokens at the end
+        begin = std::clamp<int64_t>(n_kv - ub.n_tokens - W + 1, 0, n_kv);
+        end   = std::clamp<int64_t>(n_kv - W, 0, n_kv);
+        return true;
     }
-    begin = std::clamp<int64_t>((int64_t) p_min - W + 1, 0, n_kv);
-    end   = std::clamp<int64_t>((int64_t) p_max - W + 1, 0, n_kv);
+    // the queries' positions per sequence, sorted
+    std::vector<std::pair<llama_seq_id, std::vector<llama_pos>>> queries;
+    for (uint32_t t = 0; t < ub.n_tokens; ++t) {
+        const llama_seq_id s = ub.seq_id[t][0];
+        auto it = std::find_if(queries.begin(), queries.end(), [&](const auto & q) { return q.first == s; });
+        if (it == queries.end()) {
+            queries.push_back({ s, {} });
+            it = queries.end() - 1;
+        }
+        it->second.push_back(ub.pos[t]);
+    }
+    for (auto & q : queries) {
+        std::sort(q.second.begin(), q.second.end());
+    }
+    const llama_kv_cells & cells = llama_se_access::cache(*src.mctx).get_cells(ub.seq_id[0][0]);
+    int64_t first_near = n_kv;
+    int64_t last_far   = -1;
+    for (int64_t j = 0; j < n_kv; ++j) {
+        if (cells.is_empty(j)) {
+            continue;
+        }
+        const llama_pos pj = cells.pos_get(j);
+        for (const auto & [seq, pos] : queries) {
+            if (!cells.seq_has(j, seq) || pos.back() < pj) {
+                continue;   // not seen by any query of this sequence
+            }
+            // near for some query: one at a position in [pj, pj + W)
+            const auto first_seeing = std::lower_bound(pos.begin(), pos.end(), pj);
+            if (first_seeing != pos.end() && *first_seeing - pj < W) {
+                first_near = std::min(first_near, j);
+            }
+            if (pos.back() - pj >= W) {
+                last_far = j;
+            }
+        }
+    }
+    begin = first_near;
+    end   = std::max(begin, last_far + 1);
     return true;
 }
 

@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 
 # cells kept free for a busy slot's generated tokens when others are admitted beside it
 GENERATION_RESERVE = 256
+# a generation whose prompt shares at least this many tokens with what a busy slot is
+# still reading waits for it, then copies those cells
+SHARE_MIN_TOKENS = 256
 
 
 class ContextFull(RuntimeError):
@@ -68,6 +71,7 @@ class Slot:
     last_used: float = 0.0
     last_prompt_tokens: int = 0
     last_evaluated: int = 0
+    shared: int = 0     # leading cells copied from another slot (counted there)
 
     def stats(self) -> dict:
         return {"id": self.seq_id, "n_cached": len(self.tokens), "busy": self.job is not None,
@@ -201,16 +205,18 @@ class BatchScheduler:
         for job in [j for j in self._admitted if j.cancelled]:
             slot = job.slot
             self.ctx.seq_rm(slot.seq_id, 0, -1)       # its cells are freed at once
-            slot.tokens = []
+            slot.tokens, slot.shared = [], 0
             self._release(job)
             job.results.put(("done", None))
 
     def _cells_used(self) -> int:
         """Cells the slots hold or will soon: a busy slot counts its whole prompt and some
-        room to generate (GENERATION_RESERVE tokens, or its max_tokens if fewer)."""
+        room to generate (GENERATION_RESERVE tokens, or its max_tokens if fewer); cells a
+        slot got by copying another's (shared, not new) are not counted again."""
         used = 0
         for s in self.slots:
-            used += len(s.tokens) if s.job is None else max(len(s.tokens), self._reserve(s.job))
+            held = len(s.tokens) if s.job is None else max(len(s.tokens), self._reserve(s.job))
+            used += held - s.shared
         return used
 
     @staticmethod
@@ -218,46 +224,63 @@ class BatchScheduler:
         room = job.gen.max_tokens if job.gen.max_tokens is not None else GENERATION_RESERVE
         return len(job.prompt) + min(room, GENERATION_RESERVE)
 
+    def _reading_same_beginning(self, prompt: List[int]) -> bool:
+        """A busy slot is still reading a long beginning that prompt shares: better to wait
+        and copy its cells than to read the same document twice."""
+        for s in self.slots:
+            if s.job is not None and s.job.prompt_logprobs is None:
+                shared = _prefix(s.job.prompt, prompt)
+                if shared >= SHARE_MIN_TOKENS and len(s.tokens) < shared:
+                    return True
+        return False
+
     def _admit(self) -> None:
         capacity = self.ctx.n_ctx()
-        while self._waiting:
+        for job in list(self._waiting):
             free = [s for s in self.slots if s.job is None]
             if not free:
                 return
-            job = self._waiting[0]
             prompt = job.prompt
+            if job.prompt_logprobs is None and self._reading_same_beginning(prompt):
+                continue
             # the free slot holding the longest beginning of the prompt (then the least recently used)
             slot = max(free, key=lambda s: (_prefix(s.tokens, prompt), -s.last_used))
-            keep = _prefix(slot.tokens, prompt)
+            own = _prefix(slot.tokens, prompt)
             donor = max((s for s in self.slots if s is not slot), key=lambda s: _prefix(s.tokens, prompt),
                         default=None)
-            cached = None
+            keep, source, cached = own, "own", None
             if job.prompt_logprobs is not None:
                 keep = 0      # every prompt token is evaluated, for its log-probability
             else:
                 if donor is not None and _prefix(donor.tokens, prompt) > keep:
-                    keep = _prefix(donor.tokens, prompt)
+                    keep, source = _prefix(donor.tokens, prompt), "copy"
                 if self.prompt_cache is not None:
                     cached = self.prompt_cache.lookup(prompt, self.sequence_identity(), min_prefix=keep + 32)
                     if cached is not None:
-                        keep = cached.n_matching
+                        keep, source = cached.n_matching, "cache"
             keep = min(keep, len(prompt) - 1)         # the last prompt token is evaluated, for its logits
-            # room: what this generation needs beside the cells the other slots keep
-            if self._cells_used() - len(slot.tokens) + self._reserve(job) > capacity:
+            # room: the cells this generation adds beside what the other slots keep
+            adds = self._reserve(job) - (keep if source == "copy" else 0)
+
+            def fits() -> bool:
+                return self._cells_used() - (len(slot.tokens) - slot.shared) + adds <= capacity
+
+            if not fits():
                 self._evict_idle(spare={slot.seq_id, donor.seq_id if donor else -1})
-                if self._cells_used() - len(slot.tokens) + self._reserve(job) > capacity and self._admitted:
+                if not fits() and self._admitted:
                     return   # wait until a busy slot is done
-            self._waiting.popleft()
-            if cached is not None:
+            self._waiting.remove(job)
+            if source == "cache":
                 self.ctx.seq_rm(slot.seq_id, 0, -1)
                 self.ctx.state_seq_set(cached.state.llama_state, slot.seq_id)
-                slot.tokens = [int(t) for t in cached.state.input_ids]
-            elif donor is not None and keep > _prefix(slot.tokens, prompt):
+                slot.tokens, slot.shared = [int(t) for t in cached.state.input_ids], 0
+            elif source == "copy":
                 self.ctx.seq_rm(slot.seq_id, 0, -1)
                 self.ctx.seq_cp(donor.seq_id, slot.seq_id, 0, keep)
-                slot.tokens = list(prompt[:keep])
+                slot.tokens, slot.shared = list(prompt[:keep]), keep
             self.ctx.seq_rm(slot.seq_id, keep, -1)
             del slot.tokens[keep:]
+            slot.shared = min(slot.shared, keep)
             job.slot, job.n_done, job.n_evaluated, job.next_token = slot, keep, 0, None
             slot.job = job
             slot.last_prompt_tokens, slot.last_evaluated = len(prompt), 0
@@ -266,7 +289,7 @@ class BatchScheduler:
     def _requeue(self, job: Job) -> None:
         """Take a generation that has not produced anything back to the queue's front."""
         self.ctx.seq_rm(job.slot.seq_id, 0, -1)
-        job.slot.tokens = []
+        job.slot.tokens, job.slot.shared = [], 0
         job.slot.job = None
         self._admitted.remove(job)
         job.slot = None
@@ -294,7 +317,7 @@ class BatchScheduler:
         if why:
             raise ValueError(f"this state was saved with another model or other settings ({why})")
         self.ctx.seq_rm(slot.seq_id, 0, -1)
-        slot.tokens = []
+        slot.tokens, slot.shared = [], 0
         self.ctx.state_seq_set(state.llama_state, slot.seq_id)
         slot.tokens = [int(t) for t in state.input_ids]
 
@@ -308,7 +331,7 @@ class BatchScheduler:
     def _fail(self, job: Job, err: BaseException) -> None:
         if job.slot is not None and job.slot.job is job:
             self.ctx.seq_rm(job.slot.seq_id, 0, -1)
-            job.slot.tokens = []
+            job.slot.tokens, job.slot.shared = [], 0
             self._release(job)
         job.finished = True
         job.results.put(("error", err))
@@ -348,7 +371,7 @@ class BatchScheduler:
                           key=lambda s: s.last_used)
             for slot in idle:
                 self.ctx.seq_rm(slot.seq_id, 0, -1)
-                slot.tokens = []
+                slot.tokens, slot.shared = [], 0
             return bool(idle)
 
     def _make_room(self, items) -> bool:

@@ -49,3 +49,48 @@ def test_two_concurrent_streams(server):
         t.join(timeout=300)
     for prompt, city in prompts.items():
         assert city in results[prompt], results
+
+
+def test_eight_streams_on_four_slots_beyond_the_window_equal_solo_runs():
+    """A 9k-token document (beyond the 8k window) and eight questions about it, eight
+    streams at once on four slots of one context: the document is read once and copied
+    between slots, and each answer is what a solo run gives (greedy)."""
+    from greedy_match import assert_same_greedy
+    from selfextend_gguf import Llama, passkey
+
+    n_ctx = 12288
+    solo = Llama(n_ctx=n_ctx, flash_attn=True)
+    doc = passkey.build(9000, 0.5, lambda t: len(solo.tokenize(t)), key="71830").text[:-len(passkey.QUESTION)]
+    prompts = [doc + f" Question {i}: what is the pass key? The pass key is" for i in range(8)]
+    srv = ServerProcess("--n-ctx", str(n_ctx), "--parallel", "4", "--flash-attn")
+    try:
+        client = openai.OpenAI(base_url=srv.url + "/v1", api_key="unused", max_retries=0, timeout=1200)
+        got, errors = {}, []
+
+        def one(prompt):
+            try:
+                tokens, tops = [], []
+                for chunk in client.completions.create(model="smollm2", prompt=prompt, max_tokens=8, temperature=0,
+                                                       logprobs=2, stream=True):
+                    if chunk.choices[0].logprobs:
+                        tokens += chunk.choices[0].logprobs.tokens
+                        tops += chunk.choices[0].logprobs.top_logprobs
+                got[prompt] = {"tokens": tokens, "top_logprobs": tops}
+            except Exception as err:  # noqa: BLE001
+                errors.append(err)
+
+        threads = [threading.Thread(target=one, args=(p,)) for p in prompts]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        health = srv.health()
+        assert health["status"] == "ok" and health["n_ctx"] == n_ctx
+        assert min(s["last_evaluated"] for s in health["slots"]) < 100   # the document was copied, not read again
+    finally:
+        srv.stop()
+    for prompt in prompts:
+        ref = solo.create_completion(prompt, max_tokens=8, temperature=0, logprobs=2)
+        assert_same_greedy(ref["choices"][0]["logprobs"], got[prompt])
+    assert "71830" in "".join(got[prompts[0]]["tokens"])

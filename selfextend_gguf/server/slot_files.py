@@ -42,7 +42,7 @@ def run_action(action: str, scheduler, id_slot: int, path: Optional[Path]) -> Di
     if action == "erase":
         n = len(slot.tokens)
         scheduler.ctx.seq_rm(slot.seq_id, 0, -1)
-        slot.tokens = []
+        slot.tokens, slot.shared = [], 0
         return {"id_slot": id_slot, "n_erased": n}
     if action == "save":
         state = scheduler.save_sequence(slot)
