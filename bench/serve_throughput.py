@@ -88,6 +88,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--tokens", type=int, default=96)
     p.add_argument("--label", default="after")
+    p.add_argument("--repeats", type=int, default=3, help="runs per measurement (the median is reported)")
     p.add_argument("--flash-attn", action="store_true",
                    help="serve with flash attention (faster prefill, slower decode on CPU)")
     p.add_argument("--package", default="selfextend_gguf",
@@ -111,12 +112,15 @@ def main() -> None:
             health = httpx.get(url + "/health", timeout=10).json()
             memory = health.get("memory")
             for k in ((1, 2, 4) if parallel == 4 else (1,)):
-                runs = concurrent(url, prompts[:k], args.tokens, bias)
-                tokens = sum(n for _, _, n in runs)
-                span = max(t for _, t, _ in runs) - min(t for t, _, _ in runs)
+                rates = []
+                for _ in range(args.repeats):
+                    runs = concurrent(url, prompts[:k], args.tokens, bias)
+                    tokens = sum(n for _, _, n in runs)
+                    span = max(t for _, t, _ in runs) - min(t for t, _, _ in runs)
+                    rates.append(tokens / span)
                 records.append({"label": args.label, "flash_attn": args.flash_attn, "parallel": parallel,
-                                "concurrent": k, "tokens": tokens,
-                                "seconds": round(span, 3), "tok_per_s": round(tokens / span, 1)})
+                                "concurrent": k, "tokens": tokens, "tok_per_s": round(sorted(rates)[len(rates) // 2], 1),
+                                "runs": [round(r, 1) for r in rates]})
                 print(records[-1], flush=True)
             records.append({"label": args.label, "parallel": parallel, "peak_rss_mib": round(peak_rss_mib(proc)),
                             "memory": memory})

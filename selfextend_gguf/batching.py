@@ -259,11 +259,13 @@ class BatchScheduler:
                     if cached is not None:
                         keep, source = cached.n_matching, "cache"
             keep = min(keep, len(prompt) - 1)         # the last prompt token is evaluated, for its logits
-            # room: the cells this generation adds beside what the other slots keep
-            adds = self._reserve(job) - (keep if source == "copy" else 0)
+            # room: the slot will count its reservation, less the leading cells it shares
+            # with another slot (copied now, or before and kept)
+            shared_after = {"copy": keep, "cache": 0}.get(source, min(slot.shared, keep))
+            change = (self._reserve(job) - shared_after) - (len(slot.tokens) - slot.shared)
 
             def fits() -> bool:
-                return self._cells_used() - (len(slot.tokens) - slot.shared) + adds <= capacity
+                return self._cells_used() + change <= capacity
 
             if not fits():
                 self._evict_idle(spare={slot.seq_id, donor.seq_id if donor else -1})
