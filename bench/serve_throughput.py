@@ -95,12 +95,14 @@ def main() -> None:
                    help="the package to serve with (another version copied under another name, on PYTHONPATH)")
     p.add_argument("--out", default="bench/results/serve-throughput.jsonl")
     args = p.parse_args()
-    args.n_ctx = args.doc_tokens + 1024
+    # --doc-tokens 0: the baseline setting, short prompts in a 4096-token context
+    args.n_ctx = args.doc_tokens + 1024 if args.doc_tokens else 4096
 
     from selfextend_gguf import Llama, texts
     vocab = Llama(vocab_only=True)
     _, text = texts.default_text()
-    doc = vocab.detokenize(vocab.tokenize(text, add_bos=False)[:args.doc_tokens]).decode("utf-8", "ignore")
+    doc = vocab.detokenize(vocab.tokenize(text, add_bos=False)[:args.doc_tokens]).decode("utf-8", "ignore") \
+        if args.doc_tokens else "Write a short story."
     prompts = [doc + f"\n\nQuestion {i}: what does section {i + 1} say?\nAnswer:" for i in range(4)]
     bias = {str(t): -100 for t in vocab.eog_bias()}   # every request generates all its tokens
 
