@@ -37,6 +37,12 @@ def _common_options() -> argparse.ArgumentParser:
     g.add_argument("--type-v", default="f16", help="V cache type: f32, f16 (q8_0 with --flash-attn)")
     g.add_argument("--flash-attn", "-fa", action="store_true")
     g.add_argument("--verbose", "-v", action="store_true", help="show llama.cpp's logs")
+    g.add_argument("--rpc", default=None, metavar="HOST:PORT,...",
+                   help="RPC servers (`selfextend-gguf rpc-server`) to place layers on (llama.cpp's flag)")
+    g.add_argument("--n-gpu-layers", "-ngl", type=int, default=None,
+                   help="layers on GPUs or RPC servers (default: 0, or all with --rpc)")
+    g.add_argument("--tensor-split", "-ts", default=None, metavar="N0,N1,...",
+                   help="proportions of the layers per device, in device order (llama.cpp's flag)")
     g.add_argument("--chat-template-file", default=None,
                    help="a Jinja chat template to use instead of the GGUF's (for chat and serve)")
     g.add_argument("--chat-format", default=None,
@@ -60,7 +66,18 @@ def _open_llama(args, n_ctx: int, group_size: Optional[int] = None, **extra) -> 
                  group_size=args.group_size if group_size is None else group_size,
                  neighbor_window=args.neighbor_window if group_size != 1 else None,
                  grouped_key_cache=args.grouped_key_cache, chat_format=args.chat_format,
-                 chat_template=chat_template, **extra)
+                 chat_template=chat_template, rpc_servers=args.rpc, tensor_split=_tensor_split(args.tensor_split),
+                 n_gpu_layers=args.n_gpu_layers if args.n_gpu_layers is not None else (-1 if args.rpc else 0),
+                 **extra)
+
+
+def _tensor_split(value: Optional[str]) -> Optional[List[float]]:
+    if value is None:
+        return None
+    try:
+        return [float(x) for x in value.replace("/", ",").split(",")]
+    except ValueError:
+        raise ValueError(f"--tensor-split takes numbers separated by commas, e.g. 3,1; got {value!r}") from None
 
 
 def _describe(llm: Llama) -> str:
@@ -247,9 +264,25 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_rpc_server(args) -> int:
+    from . import rpc
+
+    print(f"selfextend-gguf rpc-server: serving {', '.join(args.device) or 'the CPU'} on {args.host}:{args.port} "
+          f"with {args.threads} thread(s)", file=sys.stderr, flush=True)
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)   # the server loop runs in C until the process ends
+    rpc.serve(args.host, args.port, args.threads, args.cache, args.device)
+    return 0
+
+
 def cmd_info(args) -> int:
     from .system_info import format_system_info, system_info
 
+    if args.rpc:
+        from . import rpc
+
+        rpc.add_servers(rpc.parse_servers(args.rpc))
     info = system_info()
     print(json.dumps(info, indent=2) if args.json else format_system_info(info))
     return 0
@@ -315,8 +348,18 @@ def build_parser() -> argparse.ArgumentParser:
     from .tuning.cli import add_parser as add_tune_parser
     add_tune_parser(sub)
 
+    p = sub.add_parser("rpc-server", help="offer this machine's CPU (or devices) to other machines over RPC")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; the protocol has no authentication)")
+    p.add_argument("--port", "-p", type=int, default=50052)
+    p.add_argument("--threads", "-t", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--cache", "-c", default=None, metavar="DIR", help="cache tensors received (llama.cpp's -c)")
+    p.add_argument("--device", "-d", action="append", default=[], help="a device to offer (default: the CPU)")
+    p.set_defaults(func=cmd_rpc_server)
+
     p = sub.add_parser("info", help="version, llama.cpp pin, compiled CPU features and backends (for bug reports)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--rpc", default=None, metavar="HOST:PORT,...", help="also list these RPC servers' devices")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("demo", parents=[common],

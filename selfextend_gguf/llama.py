@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 import numpy as np
 
 from . import _core
-from . import completions, context_options, embeddings, engine_limits, model_options, package_models, state_file
+from . import completions, context_options, embeddings, engine_limits, model_options, package_models, rpc, state_file
 from . import self_extend as se
 from . import tuned_settings
 from .batching import BatchScheduler
@@ -147,8 +147,8 @@ class Llama:
         use_tuned_setting: bool = True,
         n_seq_max: int = 1,
     ):
-        _refuse_unsupported(rpc_servers=rpc_servers, lora_base=lora_base, chat_handler=chat_handler,
-                            draft_model=draft_model, tokenizer=tokenizer)
+        _refuse_unsupported(lora_base=lora_base, chat_handler=chat_handler, draft_model=draft_model,
+                            tokenizer=tokenizer)
         self.verbose = bool(verbose)
         _core.set_verbose(self.verbose)
         if numa:
@@ -156,8 +156,15 @@ class Llama:
             _core.numa_init(1 if numa is True else int(numa))
         self.model_path = package_models.resolve_model_path(model_path)
         _check_model_file(self.model_path)
+        self.rpc_servers = rpc.parse_servers(rpc_servers) if rpc_servers else None
+        if self.rpc_servers and n_gpu_layers == 0:
+            logger.warning("rpc_servers given with n_gpu_layers=0: every layer stays on this machine; "
+                           "pass n_gpu_layers=-1 to place them on the servers")
         self._model = _core.Model(self.model_path, model_options.build(
-            n_gpu_layers, split_mode, main_gpu, tensor_split, vocab_only, use_mmap, use_mlock, kv_overrides))
+            n_gpu_layers, split_mode, main_gpu, tensor_split, vocab_only, use_mmap, use_mlock, kv_overrides,
+            devices=rpc.model_devices(self.rpc_servers)))
+        if self.rpc_servers:
+            rpc.hold(self._model, self.rpc_servers)
         ChatFormatter.check_names(chat_format, chat_template)
         # parsed on first use: a GGUF whose template llama.cpp's Jinja engine cannot read
         # still loads for completions
@@ -368,6 +375,7 @@ class Llama:
         with self.lock:
             self._ctx = None
             self._model = None
+            self._chat_formatter = None   # it holds the model too
 
     @property
     def chat_formatter(self) -> ChatFormatter:
@@ -377,6 +385,8 @@ class Llama:
         return self._chat_formatter
 
     def _context(self) -> "_core.Context":
+        if getattr(self, "_lost", None):
+            raise RuntimeError(f"this Llama lost an RPC server ({self._lost}); create a new Llama")
         if self._ctx is None:
             raise ValueError("this Llama has no context: it was created with vocab_only=True, or closed")
         return self._ctx
@@ -415,7 +425,10 @@ class Llama:
                     self._tokens.extend(chunk)
                     if progress_callback is not None:
                         progress_callback(offset + len(chunk), len(tokens))
-            except BaseException:
+            except BaseException as err:
+                if self.rpc_servers and "RPC server" in str(err):
+                    self._lost = str(err)   # its buffers on the lost server are gone
+                    raise
                 self._context().seq_rm(0, start, -1)
                 del self._tokens[start:]
                 self._scores.truncate(start)
@@ -933,7 +946,6 @@ def _check_removed_samplers(tfs_z: float = 1.0, penalize_nl: bool = True) -> Non
 def _refuse_unsupported(**arguments: Any) -> None:
     """llama_cpp arguments that this package does not implement: an error, never ignored."""
     why = {
-        "rpc_servers": "llama.cpp's RPC backend is not built into this package yet",
         "lora_base": "llama.cpp dropped lora_base; pass lora_path (and lora_scale) alone",
         "chat_handler": "multimodal and custom chat handlers are not supported; use chat_format= or "
                         "chat_template=",

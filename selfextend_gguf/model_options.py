@@ -15,7 +15,8 @@ SPLIT_MODES = {"none": 0, "layer": 1, "row": 2}
 def build(n_gpu_layers: int = 0, split_mode: Union[int, str] = 1, main_gpu: int = 0,
           tensor_split: Optional[Sequence[float]] = None, vocab_only: bool = False, use_mmap: bool = True,
           use_mlock: bool = False, kv_overrides: Optional[Dict[str, Union[bool, int, float, str]]] = None,
-          check_tensors: bool = False) -> "_core.ModelOptions":
+          check_tensors: bool = False, devices: Optional[Sequence[str]] = None) -> "_core.ModelOptions":
+    """devices: the names of the devices layers may go to (None: every registered one)."""
     o = _core.ModelOptions()
     if isinstance(n_gpu_layers, bool) or not isinstance(n_gpu_layers, int):
         raise ValueError(f"n_gpu_layers must be an integer (-1: all), got {n_gpu_layers!r}")
@@ -37,4 +38,7 @@ def build(n_gpu_layers: int = 0, split_mode: Union[int, str] = 1, main_gpu: int 
         if not isinstance(kv_overrides, dict):
             raise ValueError("kv_overrides must be a dict of GGUF metadata key -> bool, int, float or str")
         o.kv_overrides = list(kv_overrides.items())
+    if devices is not None:
+        o.use_devices = True
+        o.devices = list(devices)
     return o

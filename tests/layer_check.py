@@ -74,15 +74,18 @@ class LayerGraph:
 
 
 def run_captured(model_path: str, tokens: Sequence[int], chunks: Sequence[int], G: int, W: int,
-                 n_ctx: int, n_ubatch: int, flash_attn: bool = False, grouped_keys: bool = True) -> List[LayerGraph]:
+                 n_ctx: int, n_ubatch: int, flash_attn: bool = False, grouped_keys: bool = True,
+                 model_options: Optional["_core.ModelOptions"] = None) -> List[LayerGraph]:
     """Decode tokens (one sequence from position 0) in the given chunks with Self-Extend
-    on and an f32 cache, and collect every Self-Extend layer of every graph."""
+    on and an f32 cache, and collect every Self-Extend layer of every graph (model_options:
+    where the layers go, e.g. RPC devices)."""
     options = _core.ContextOptions()
     options.n_ctx, options.n_batch, options.n_ubatch = n_ctx, max(chunks), n_ubatch
     options.type_k = options.type_v = 0  # f32: the check is exact up to float rounding
     options.flash_attn = flash_attn
     options.capture_layers = True
-    ctx = _core.Context(_core.Model(model_path), options)
+    model = _core.Model(model_path) if model_options is None else _core.Model(model_path, model_options)
+    ctx = _core.Context(model, options)
     ctx.set_self_extend(G, W, grouped_keys)
     graphs: List[LayerGraph] = []
     start = 0

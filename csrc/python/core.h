@@ -66,4 +66,5 @@ void bind_model(py::module_ & m);
 void bind_context(py::module_ & m);
 void bind_sampler(py::module_ & m);
 void bind_chat(py::module_ & m);
+void bind_rpc(py::module_ & m);
 void bind_build_info(py::module_ & m);

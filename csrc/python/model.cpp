@@ -2,6 +2,7 @@
 
 #include "core.h"
 
+#include "ggml-backend.h"
 #include "llama-selfextend.h"
 
 #include <pybind11/stl.h>
@@ -31,6 +32,9 @@ struct ModelOptions {
     bool               check_tensors = false;
     // (key, value) with value a bool, int, float or str, as llama_cpp's kv_overrides
     std::vector<std::pair<std::string, py::object>> kv_overrides;
+    // the devices layers may go to, by name (with use_devices; otherwise every registered one)
+    bool                     use_devices = false;
+    std::vector<std::string> devices;
 };
 
 llama_model_kv_override kv_override(const std::string & key, const py::object & value) {
@@ -85,6 +89,18 @@ std::shared_ptr<Model> load_model(const std::string & path, const ModelOptions &
         split = o.tensor_split;
         split.resize(llama_max_devices(), 0.0f);
         params.tensor_split = split.data();
+    }
+    std::vector<ggml_backend_dev_t> devices;
+    if (o.use_devices) {
+        for (const auto & name : o.devices) {
+            ggml_backend_dev_t dev = ggml_backend_dev_by_name(name.c_str());
+            if (dev == nullptr) {
+                throw std::invalid_argument("no device '" + name + "' is registered");
+            }
+            devices.push_back(dev);
+        }
+        devices.push_back(nullptr);   // the list ends with NULL; empty: the CPU only
+        params.devices = devices.data();
     }
     std::vector<llama_model_kv_override> overrides;
     for (const auto & [key, value] : o.kv_overrides) {
@@ -213,7 +229,9 @@ void bind_model(py::module_ & m) {
         .def_readwrite("use_mmap", &ModelOptions::use_mmap)
         .def_readwrite("use_mlock", &ModelOptions::use_mlock)
         .def_readwrite("check_tensors", &ModelOptions::check_tensors)
-        .def_readwrite("kv_overrides", &ModelOptions::kv_overrides);
+        .def_readwrite("kv_overrides", &ModelOptions::kv_overrides)
+        .def_readwrite("use_devices", &ModelOptions::use_devices)
+        .def_readwrite("devices", &ModelOptions::devices);
 
     py::class_<Model, std::shared_ptr<Model>>(m, "Model")
         .def(py::init(&load_model), py::arg("path"), py::arg_v("options", ModelOptions(), "ModelOptions()"))

@@ -123,5 +123,6 @@ PYBIND11_MODULE(_core, m) {
     bind_context(m);
     bind_sampler(m);
     bind_chat(m);
+    bind_rpc(m);
     bind_build_info(m);
 }
