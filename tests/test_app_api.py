@@ -358,7 +358,7 @@ def test_vocab_only_tokenizes_but_has_no_context(app_model):
 
 
 @pytest.mark.parametrize("argument, value, match", [
-    ("rpc_servers", "127.0.0.1:50052", "RPC"), ("lora_base", "x.gguf", "lora_base"),
+    ("rpc_servers", "no-port-here", "host:port"), ("lora_base", "x.gguf", "lora_base"),
     ("chat_handler", object(), "chat_handler"), ("draft_model", object(), "draft"),
     ("tokenizer", object(), "tokenizer"), ("split_mode", "diagonal", "split_mode"),
     ("tensor_split", [-1.0], "tensor_split"), ("pooling_type", "median", "pooling_type"),
