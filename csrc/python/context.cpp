@@ -109,108 +109,36 @@ std::unique_ptr<Context> create_context(std::shared_ptr<Model> model, const Cont
     return c;
 }
 
-py::array_t<float> decode(Context & c, const std::vector<llama_token> & tokens, llama_pos pos0,
-                          llama_seq_id seq_id, bool logits_all) {
-    const int32_t n = (int32_t) tokens.size();
-    if (n == 0) {
-        throw std::invalid_argument("decode needs at least one token");
-    }
-    if ((uint32_t) n > llama_n_batch(c.ctx)) {
-        throw std::invalid_argument("more tokens than n_batch in one decode call");
-    }
+void check_tokens(const Context & c, const std::vector<llama_token> & tokens) {
     const int32_t n_vocab = llama_vocab_n_tokens(c.model->vocab);
     for (llama_token t : tokens) {
         if (t < 0 || t >= n_vocab) {
             throw std::invalid_argument("token id " + std::to_string(t) + " is outside the vocabulary");
         }
     }
-    if (pos0 < 0 || (int64_t) pos0 + n > (int64_t) llama_n_ctx(c.ctx)) {
-        throw std::invalid_argument("positions exceed the context size n_ctx");
-    }
-    if (seq_id < 0 || (uint32_t) seq_id >= llama_n_seq_max(c.ctx)) {
-        throw std::invalid_argument("seq_id outside [0, n_seq_max)");
-    }
-
-    llama_batch batch = llama_batch_init(n, 0, 1);
-    for (int32_t i = 0; i < n; ++i) {
-        batch.token[i]     = tokens[i];
-        batch.pos[i]       = pos0 + i;
-        batch.n_seq_id[i]  = 1;
-        batch.seq_id[i][0] = seq_id;
-        batch.logits[i]    = logits_all || i == n - 1;
-    }
-    batch.n_tokens = n;
-
-    c.abort_requested = false;
-    int32_t rc = 0;
-    std::string reason;
-    try {
-        py::gil_scoped_release release;
-        llama_errors_clear();
-        rc = call_llama("decode", "", [&] { return llama_decode(c.ctx, batch); });
-        reason = llama_errors_take();
-    } catch (...) {
-        llama_batch_free(batch);
-        throw;
-    }
-    llama_batch_free(batch);
-
-    if (rc != 0) {
-        // cells may have been written in part: grouped keys are derived again
-        llama_self_extend_invalidate(c.ctx);
-    }
-    if (rc == 2) {
-        throw std::runtime_error("decode aborted");
-    }
-    if (rc != 0) {
-        throw llama_cpp_error(rc == 1 ? std::string("decode failed in llama.cpp: no KV cache slot for the batch (context full)")
-                                      : "decode failed in llama.cpp with code " + std::to_string(rc) +
-                                        (reason.empty() ? std::string() : ": " + reason));
-    }
-
-    const int32_t n_out = logits_all ? n : 1;
-    py::array_t<float> out({(py::ssize_t) n_out, (py::ssize_t) n_vocab});
-    const float * logits = llama_get_logits(c.ctx);
-    std::memcpy(out.mutable_data(), logits, sizeof(float) * (size_t) n_out * n_vocab);
-    return out;
 }
 
-// One decode of tokens of several sequences (continuous batching): token t at position
-// pos[t] of sequence seq[t], logits kept where output[t]. Returns the kept rows, in batch
-// order; the sampler reads them as llama.cpp's batch indices (llama_get_logits_ith).
-py::array_t<float> decode_batch(Context & c, const std::vector<llama_token> & tokens, const std::vector<llama_pos> & pos,
-                                const std::vector<llama_seq_id> & seq, const std::vector<bool> & output) {
+// A batch of tokens, one sequence per token: pos(i), seq(i) and output(i) say where each
+// goes and whether its logits are kept. Free it with llama_batch_free.
+template <typename Pos, typename Seq, typename Output>
+llama_batch new_batch(const std::vector<llama_token> & tokens, Pos pos, Seq seq, Output output) {
     const int32_t n = (int32_t) tokens.size();
-    if (n == 0 || pos.size() != tokens.size() || seq.size() != tokens.size() || output.size() != tokens.size()) {
-        throw std::invalid_argument("decode_batch needs equally long, non-empty tokens, pos, seq and output");
-    }
-    if ((uint32_t) n > llama_n_batch(c.ctx)) {
-        throw std::invalid_argument("more tokens than n_batch in one decode call");
-    }
-    const int32_t n_vocab = llama_vocab_n_tokens(c.model->vocab);
-    int32_t n_out = 0;
-    for (int32_t i = 0; i < n; ++i) {
-        if (tokens[i] < 0 || tokens[i] >= n_vocab) {
-            throw std::invalid_argument("token id " + std::to_string(tokens[i]) + " is outside the vocabulary");
-        }
-        if (pos[i] < 0 || pos[i] >= (llama_pos) llama_n_ctx(c.ctx)) {
-            throw std::invalid_argument("positions exceed the context size n_ctx");
-        }
-        if (seq[i] < 0 || (uint32_t) seq[i] >= llama_n_seq_max(c.ctx)) {
-            throw std::invalid_argument("seq_id outside [0, n_seq_max)");
-        }
-        n_out += output[i] ? 1 : 0;
-    }
     llama_batch batch = llama_batch_init(n, 0, 1);
     for (int32_t i = 0; i < n; ++i) {
         batch.token[i]     = tokens[i];
-        batch.pos[i]       = pos[i];
+        batch.pos[i]       = pos(i);
         batch.n_seq_id[i]  = 1;
-        batch.seq_id[i][0] = seq[i];
-        batch.logits[i]    = output[i];
+        batch.seq_id[i][0] = seq(i);
+        batch.logits[i]    = output(i);
     }
     batch.n_tokens = n;
+    return batch;
+}
 
+// llama_decode of batch (which this frees) without the GIL; a failure is an exception
+// that says why, after the Self-Extend state is marked for re-deriving (cells may have
+// been written in part).
+void run_decode(Context & c, llama_batch & batch) {
     c.abort_requested = false;
     int32_t rc = 0;
     std::string reason;
@@ -233,6 +161,65 @@ py::array_t<float> decode_batch(Context & c, const std::vector<llama_token> & to
                                       : "decode failed in llama.cpp with code " + std::to_string(rc) +
                                         (reason.empty() ? std::string() : ": " + reason));
     }
+}
+
+py::array_t<float> decode(Context & c, const std::vector<llama_token> & tokens, llama_pos pos0,
+                          llama_seq_id seq_id, bool logits_all) {
+    const int32_t n = (int32_t) tokens.size();
+    if (n == 0) {
+        throw std::invalid_argument("decode needs at least one token");
+    }
+    if ((uint32_t) n > llama_n_batch(c.ctx)) {
+        throw std::invalid_argument("more tokens than n_batch in one decode call");
+    }
+    check_tokens(c, tokens);
+    if (pos0 < 0 || (int64_t) pos0 + n > (int64_t) llama_n_ctx(c.ctx)) {
+        throw std::invalid_argument("positions exceed the context size n_ctx");
+    }
+    if (seq_id < 0 || (uint32_t) seq_id >= llama_n_seq_max(c.ctx)) {
+        throw std::invalid_argument("seq_id outside [0, n_seq_max)");
+    }
+
+    llama_batch batch = new_batch(tokens, [&](int32_t i) { return pos0 + i; }, [&](int32_t) { return seq_id; },
+                                  [&](int32_t i) { return logits_all || i == n - 1; });
+    run_decode(c, batch);
+
+    const int32_t n_vocab = llama_vocab_n_tokens(c.model->vocab);
+    const int32_t n_out = logits_all ? n : 1;
+    py::array_t<float> out({(py::ssize_t) n_out, (py::ssize_t) n_vocab});
+    const float * logits = llama_get_logits(c.ctx);
+    std::memcpy(out.mutable_data(), logits, sizeof(float) * (size_t) n_out * n_vocab);
+    return out;
+}
+
+// One decode of tokens of several sequences (continuous batching): token t at position
+// pos[t] of sequence seq[t], logits kept where output[t]. Returns the kept rows, in batch
+// order; the sampler reads them as llama.cpp's batch indices (llama_get_logits_ith).
+py::array_t<float> decode_batch(Context & c, const std::vector<llama_token> & tokens, const std::vector<llama_pos> & pos,
+                                const std::vector<llama_seq_id> & seq, const std::vector<bool> & output) {
+    const int32_t n = (int32_t) tokens.size();
+    if (n == 0 || pos.size() != tokens.size() || seq.size() != tokens.size() || output.size() != tokens.size()) {
+        throw std::invalid_argument("decode_batch needs equally long, non-empty tokens, pos, seq and output");
+    }
+    if ((uint32_t) n > llama_n_batch(c.ctx)) {
+        throw std::invalid_argument("more tokens than n_batch in one decode call");
+    }
+    check_tokens(c, tokens);
+    int32_t n_out = 0;
+    for (int32_t i = 0; i < n; ++i) {
+        if (pos[i] < 0 || pos[i] >= (llama_pos) llama_n_ctx(c.ctx)) {
+            throw std::invalid_argument("positions exceed the context size n_ctx");
+        }
+        if (seq[i] < 0 || (uint32_t) seq[i] >= llama_n_seq_max(c.ctx)) {
+            throw std::invalid_argument("seq_id outside [0, n_seq_max)");
+        }
+        n_out += output[i] ? 1 : 0;
+    }
+    llama_batch batch = new_batch(tokens, [&](int32_t i) { return pos[i]; }, [&](int32_t i) { return seq[i]; },
+                                  [&](int32_t i) { return (bool) output[i]; });
+    run_decode(c, batch);
+
+    const int32_t n_vocab = llama_vocab_n_tokens(c.model->vocab);
     py::array_t<float> out({(py::ssize_t) n_out, (py::ssize_t) n_vocab});
     int32_t row = 0;
     for (int32_t i = 0; i < n; ++i) {
@@ -258,25 +245,12 @@ py::array_t<float> embed(Context & c, const std::vector<llama_token> & tokens, l
                                     std::to_string(llama_n_ubatch(c.ctx)) + ": an embedding is computed in one "
                                     "ubatch; create the Llama with a larger n_batch and n_ubatch");
     }
-    const int32_t n_vocab = llama_vocab_n_tokens(c.model->vocab);
-    for (llama_token t : tokens) {
-        if (t < 0 || t >= n_vocab) {
-            throw std::invalid_argument("token id " + std::to_string(t) + " is outside the vocabulary");
-        }
-    }
-    llama_batch batch = llama_batch_init(n, 0, 1);
-    for (int32_t i = 0; i < n; ++i) {
-        batch.token[i]     = tokens[i];
-        batch.pos[i]       = i;
-        batch.n_seq_id[i]  = 1;
-        batch.seq_id[i][0] = seq_id;
-        batch.logits[i]    = true;
-    }
-    batch.n_tokens = n;
+    check_tokens(c, tokens);
     if (seq_id < 0 || (uint32_t) seq_id >= llama_n_seq_max(c.ctx)) {
-        llama_batch_free(batch);
         throw std::invalid_argument("seq_id outside [0, n_seq_max)");
     }
+    llama_batch batch = new_batch(tokens, [](int32_t i) { return i; }, [&](int32_t) { return seq_id; },
+                                  [](int32_t) { return true; });
     auto clear = [&] {
         if (clear_all) {
             llama_memory_clear(llama_get_memory(c.ctx), true);
