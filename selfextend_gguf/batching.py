@@ -198,14 +198,17 @@ class BatchScheduler:
                 for job in list(self._admitted):
                     self._fail(job, err)
 
+    def _clear(self, slot: Slot) -> None:
+        """Remove every cell of the slot's sequence."""
+        self.ctx.seq_rm(slot.seq_id, 0, -1)
+        slot.tokens, slot.shared = [], 0
+
     def _drop_cancelled(self) -> None:
         for job in [j for j in self._waiting if j.cancelled]:
             self._waiting.remove(job)
             job.finished = True
         for job in [j for j in self._admitted if j.cancelled]:
-            slot = job.slot
-            self.ctx.seq_rm(slot.seq_id, 0, -1)       # its cells are freed at once
-            slot.tokens, slot.shared = [], 0
+            self._clear(job.slot)       # its cells are freed at once
             self._release(job)
             job.results.put(("done", None))
 
@@ -243,17 +246,16 @@ class BatchScheduler:
             prompt = job.prompt
             if job.prompt_logprobs is None and self._reading_same_beginning(prompt):
                 continue
+            held = {s.seq_id: _prefix(s.tokens, prompt) for s in self.slots}   # beginning of prompt held
             # the free slot holding the longest beginning of the prompt (then the least recently used)
-            slot = max(free, key=lambda s: (_prefix(s.tokens, prompt), -s.last_used))
-            own = _prefix(slot.tokens, prompt)
-            donor = max((s for s in self.slots if s is not slot), key=lambda s: _prefix(s.tokens, prompt),
-                        default=None)
-            keep, source, cached = own, "own", None
+            slot = max(free, key=lambda s: (held[s.seq_id], -s.last_used))
+            donor = max((s for s in self.slots if s is not slot), key=lambda s: held[s.seq_id], default=None)
+            keep, source, cached = held[slot.seq_id], "own", None
             if job.prompt_logprobs is not None:
                 keep = 0      # every prompt token is evaluated, for its log-probability
             else:
-                if donor is not None and _prefix(donor.tokens, prompt) > keep:
-                    keep, source = _prefix(donor.tokens, prompt), "copy"
+                if donor is not None and held[donor.seq_id] > keep:
+                    keep, source = held[donor.seq_id], "copy"
                 if self.prompt_cache is not None:
                     cached = self.prompt_cache.lookup(prompt, self.sequence_identity(), min_prefix=keep + 32)
                     if cached is not None:
@@ -273,11 +275,11 @@ class BatchScheduler:
                     return   # wait until a busy slot is done
             self._waiting.remove(job)
             if source == "cache":
-                self.ctx.seq_rm(slot.seq_id, 0, -1)
+                self._clear(slot)
                 self.ctx.state_seq_set(cached.state.llama_state, slot.seq_id)
-                slot.tokens, slot.shared = [int(t) for t in cached.state.input_ids], 0
+                slot.tokens = [int(t) for t in cached.state.input_ids]
             elif source == "copy":
-                self.ctx.seq_rm(slot.seq_id, 0, -1)
+                self._clear(slot)
                 self.ctx.seq_cp(donor.seq_id, slot.seq_id, 0, keep)
                 slot.tokens, slot.shared = list(prompt[:keep]), keep
             self.ctx.seq_rm(slot.seq_id, keep, -1)
@@ -290,8 +292,7 @@ class BatchScheduler:
 
     def _requeue(self, job: Job) -> None:
         """Take a generation that has not produced anything back to the queue's front."""
-        self.ctx.seq_rm(job.slot.seq_id, 0, -1)
-        job.slot.tokens, job.slot.shared = [], 0
+        self._clear(job.slot)
         job.slot.job = None
         self._admitted.remove(job)
         job.slot = None
@@ -318,8 +319,7 @@ class BatchScheduler:
         why = state_file.mismatch(self.sequence_identity(), state.identity or {})
         if why:
             raise ValueError(f"this state was saved with another model or other settings ({why})")
-        self.ctx.seq_rm(slot.seq_id, 0, -1)
-        slot.tokens, slot.shared = [], 0
+        self._clear(slot)
         self.ctx.state_seq_set(state.llama_state, slot.seq_id)
         slot.tokens = [int(t) for t in state.input_ids]
 
@@ -332,8 +332,7 @@ class BatchScheduler:
 
     def _fail(self, job: Job, err: BaseException) -> None:
         if job.slot is not None and job.slot.job is job:
-            self.ctx.seq_rm(job.slot.seq_id, 0, -1)
-            job.slot.tokens, job.slot.shared = [], 0
+            self._clear(job.slot)
             self._release(job)
         job.finished = True
         job.results.put(("error", err))
@@ -372,8 +371,7 @@ class BatchScheduler:
             idle = sorted((s for s in self.slots if s.job is None and s.tokens and s.seq_id not in spare),
                           key=lambda s: s.last_used)
             for slot in idle:
-                self.ctx.seq_rm(slot.seq_id, 0, -1)
-                slot.tokens, slot.shared = [], 0
+                self._clear(slot)
             return bool(idle)
 
     def _make_room(self, items) -> bool:
@@ -412,11 +410,12 @@ class BatchScheduler:
                     if not job.finished:
                         self._fail(job, failure)
             return
-        row = 0
-        for index, (job, chunk, first, outputs) in enumerate(items):
+        row = 0          # the next kept logits row
+        batch_end = 0    # llama.cpp's batch index after this item's tokens
+        for job, chunk, first, outputs in items:
             slot, gen = job.slot, job.gen
             slot.tokens += chunk
-            batch_first = sum(len(c) for _, c, _, _ in items[:index])
+            batch_end += len(chunk)
             if job.next_token is None:                     # a prompt chunk
                 job.n_done += len(chunk)
                 job.n_evaluated += len(chunk)
@@ -439,7 +438,7 @@ class BatchScheduler:
                     continue
                 gen.begin()
             logits = rows[row + sum(outputs) - 1]
-            idx = batch_first + len(chunk) - 1             # llama.cpp's batch index of the last token
+            idx = batch_end - 1                            # llama.cpp's batch index of the last token
             row += sum(outputs)
             self._advance(job, logits, idx)
 

@@ -265,12 +265,12 @@ def cmd_serve(args) -> int:
 
 
 def cmd_rpc_server(args) -> int:
+    import signal
+
     from . import rpc
 
     print(f"selfextend-gguf rpc-server: serving {', '.join(args.device) or 'the CPU'} on {args.host}:{args.port} "
           f"with {args.threads} thread(s)", file=sys.stderr, flush=True)
-    import signal
-
     signal.signal(signal.SIGINT, signal.SIG_DFL)   # the server loop runs in C until the process ends
     rpc.serve(args.host, args.port, args.threads, args.cache, args.device)
     return 0

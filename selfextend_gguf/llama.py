@@ -27,6 +27,7 @@ from .logprobs import log_softmax
 from .sampling import LLAMA_DEFAULT_SEED, SamplingParams, new_sampler
 from .scores import Scores
 from .state import LlamaState
+from .threads import map_in_threads
 
 logger = logging.getLogger("selfextend_gguf")
 
@@ -157,6 +158,7 @@ class Llama:
         self.model_path = package_models.resolve_model_path(model_path)
         _check_model_file(self.model_path)
         self.rpc_servers = rpc.parse_servers(rpc_servers) if rpc_servers else None
+        self._lost: Optional[str] = None   # the error of an RPC server this Llama lost
         if self.rpc_servers and n_gpu_layers == 0:
             logger.warning("rpc_servers given with n_gpu_layers=0: every layer stays on this machine; "
                            "pass n_gpu_layers=-1 to place them on the servers")
@@ -385,7 +387,7 @@ class Llama:
         return self._chat_formatter
 
     def _context(self) -> "_core.Context":
-        if getattr(self, "_lost", None):
+        if self._lost:
             raise RuntimeError(f"this Llama lost an RPC server ({self._lost}); create a new Llama")
         if self._ctx is None:
             raise ValueError("this Llama has no context: it was created with vocab_only=True, or closed")
@@ -861,27 +863,12 @@ class Llama:
         if not prompts:
             return []
         scheduler = self.scheduler(min(len(prompts), self.n_seq_max()))
-        results: List[Any] = [None] * len(prompts)
-
-        def one(i: int) -> None:
-            try:
-                results[i] = self.create_completion(prompts[i], scheduler=scheduler, **kwargs)
-            except BaseException as err:  # noqa: BLE001 - raised in the caller's thread below
-                results[i] = err
-
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(len(prompts))]
         try:
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            return map_in_threads(lambda prompt: self.create_completion(prompt, scheduler=scheduler, **kwargs),
+                                  prompts, name="completion")
         finally:
             scheduler.stop()
             self.reset()
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-        return results
 
     def _check_scheduler(self, scheduler: Optional[BatchScheduler]) -> Optional[BatchScheduler]:
         if scheduler is not None and scheduler.llm is not self:

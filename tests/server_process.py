@@ -53,3 +53,14 @@ def openai_client(server: ServerProcess):
     import openai
 
     return openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=300)
+
+
+def stream_logprobs(client, model: str, prompt: str, max_tokens: int) -> dict:
+    """A greedy streamed completion's tokens and top-2 logprobs (as greedy_match compares them)."""
+    tokens, tops = [], []
+    for chunk in client.completions.create(model=model, prompt=prompt, max_tokens=max_tokens, temperature=0,
+                                           logprobs=2, stream=True):
+        if chunk.choices[0].logprobs:
+            tokens += chunk.choices[0].logprobs.tokens
+            tops += chunk.choices[0].logprobs.top_logprobs
+    return {"tokens": tokens, "top_logprobs": tops}

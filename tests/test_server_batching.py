@@ -2,7 +2,6 @@
 batching): one model load and one KV cache whatever --parallel is, outputs as solo runs
 give them, prefix reuse across slots, and a disconnect that frees the cells at once."""
 
-import threading
 import time
 
 import httpx
@@ -10,7 +9,8 @@ import pytest
 
 from greedy_match import assert_same_greedy
 from selfextend_gguf import Llama
-from server_process import ServerProcess, openai_client
+from selfextend_gguf.threads import map_in_threads
+from server_process import ServerProcess, openai_client, stream_logprobs
 
 N_CTX = 4096   # beyond the tiny model's trained 512
 
@@ -40,28 +40,7 @@ def test_one_model_and_one_cache_whatever_parallel_is(server, tiny_llama_512):
 def test_eight_concurrent_streams_on_four_slots_equal_solo_runs(server, solo):
     client = openai_client(server)
     prompts = [f"Stream {i}: " + ("tok%d " % i) * (20 + 40 * i) for i in range(8)]   # some past the window
-    got, errors = {}, []
-
-    def one(prompt):
-        try:
-            pieces, tokens, tops = [], [], []
-            for chunk in client.completions.create(model="tiny", prompt=prompt, max_tokens=16, temperature=0,
-                                                   logprobs=2, stream=True):
-                c = chunk.choices[0]
-                pieces.append(c.text)
-                if c.logprobs:
-                    tokens += c.logprobs.tokens
-                    tops += c.logprobs.top_logprobs
-            got[prompt] = {"tokens": tokens, "top_logprobs": tops}
-        except Exception as err:  # noqa: BLE001
-            errors.append(err)
-
-    threads = [threading.Thread(target=one, args=(p,)) for p in prompts]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    got = dict(zip(prompts, map_in_threads(lambda prompt: stream_logprobs(client, "tiny", prompt, 16), prompts)))
     for prompt in prompts:
         ref = solo.create_completion(prompt, max_tokens=16, temperature=0, logprobs=2)
         assert_same_greedy(ref["choices"][0]["logprobs"], got[prompt])

@@ -1,11 +1,11 @@
 """The server with the default model (SmolLM2-135M-Instruct), through the openai client."""
 
-import threading
 
 import openai
 import pytest
 
-from server_process import ServerProcess
+from selfextend_gguf.threads import map_in_threads
+from server_process import ServerProcess, stream_logprobs
 
 pytestmark = pytest.mark.real_model
 
@@ -42,11 +42,7 @@ def test_two_concurrent_streams(server):
         stream = client.completions.create(model="smollm2", prompt=prompt, max_tokens=6, temperature=0, stream=True)
         results[prompt] = "".join(c.choices[0].text for c in stream)
 
-    threads = [threading.Thread(target=one, args=(p,)) for p in prompts]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
+    map_in_threads(one, list(prompts))
     for prompt, city in prompts.items():
         assert city in results[prompt], results
 
@@ -65,26 +61,8 @@ def test_eight_streams_on_four_slots_beyond_the_window_equal_solo_runs():
     srv = ServerProcess("--n-ctx", str(n_ctx), "--parallel", "4", "--flash-attn")
     try:
         client = openai.OpenAI(base_url=srv.url + "/v1", api_key="unused", max_retries=0, timeout=1200)
-        got, errors = {}, []
-
-        def one(prompt):
-            try:
-                tokens, tops = [], []
-                for chunk in client.completions.create(model="smollm2", prompt=prompt, max_tokens=8, temperature=0,
-                                                       logprobs=2, stream=True):
-                    if chunk.choices[0].logprobs:
-                        tokens += chunk.choices[0].logprobs.tokens
-                        tops += chunk.choices[0].logprobs.top_logprobs
-                got[prompt] = {"tokens": tokens, "top_logprobs": tops}
-            except Exception as err:  # noqa: BLE001
-                errors.append(err)
-
-        threads = [threading.Thread(target=one, args=(p,)) for p in prompts]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert not errors, errors
+        got = dict(zip(prompts, map_in_threads(lambda prompt: stream_logprobs(client, "smollm2", prompt, 8),
+                                               prompts)))
         health = srv.health()
         assert health["status"] == "ok" and health["n_ctx"] == n_ctx
         assert min(s["last_evaluated"] for s in health["slots"]) < 100   # the document was copied, not read again

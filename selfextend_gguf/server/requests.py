@@ -5,12 +5,12 @@ input is a 400 at once), and n > 1 choices."""
 from __future__ import annotations
 
 import base64
-import threading
 from typing import Any, Callable, Dict, Iterator, List, Union
 
 import numpy as np
 
 from ..llama import Llama
+from ..threads import map_in_threads
 from .schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
 
@@ -108,22 +108,7 @@ def choices(create: Callable[..., Any], n: int, stream: bool,
 
     if stream:
         return _stream_choices(create, n, kwargs_of)
-    results: List[Any] = [None] * n
-
-    def one(i: int) -> None:
-        try:
-            results[i] = create(**kwargs_of(i))
-        except BaseException as err:  # noqa: BLE001 - raised below, in the request's thread
-            results[i] = err
-
-    threads = [threading.Thread(target=one, args=(i,), name=f"choice-{i}") for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
+    results = map_in_threads(lambda i: create(**kwargs_of(i)), range(n), name="choice")
     choices_ = [result["choices"][0] for result in results]
     for i, choice in enumerate(choices_):
         choice["index"] = i
