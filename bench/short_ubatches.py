@@ -1,0 +1,69 @@
+"""Short ubatches after a long prefix (decoding, a chat turn, a server request that extends
+a cached document): tokens/s of vanilla and Self-Extend, flash attention off and on, in
+one run on one context, and Self-Extend's best over vanilla's best.
+
+    .venv/bin/python bench/short_ubatches.py [--depth 8192] [--sizes 1,8,25] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from selfextend_gguf import Llama
+
+TOKENS_PER_SIZE = 50   # at least this many tokens evaluated per ubatch size
+
+
+def measure(ctx, tokens, depth: int, size: int) -> float:
+    """tokens/s of ubatches of `size` tokens after the first `depth` cells, then rewound."""
+    start, pos, done = time.perf_counter(), depth, 0
+    while done < max(TOKENS_PER_SIZE, 2 * size):
+        part = tokens[pos:pos + size]
+        ctx.decode_batch(part, list(range(pos, pos + size)), [0] * size, [False] * (size - 1) + [True])
+        pos, done = pos + size, done + size
+    rate = done / (time.perf_counter() - start)
+    ctx.seq_rm(0, depth, -1)
+    return rate
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--depth", type=int, default=8192)
+    ap.add_argument("--sizes", default="1,8,25")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    rates = {}
+    setting = None
+    for flash in (False, True):
+        llm = Llama(args.model, n_ctx=args.depth + 2 * max(sizes) + TOKENS_PER_SIZE + 64, flash_attn=flash,
+                    n_threads=args.threads)
+        setting = llm.self_extend
+        ctx = llm._context()
+        tokens = [int(t) for t in np.random.default_rng(0).integers(100, min(20000, llm.n_vocab()),
+                                                                        args.depth + 2 * max(sizes) + 64)]
+        for s in range(0, args.depth, 512):     # the prefix, with Self-Extend on (its grouped keys stored)
+            part = tokens[s:min(s + 512, args.depth)]
+            ctx.decode_batch(part, list(range(s, s + len(part))), [0] * len(part), [False] * len(part))
+        for method in ("self-extend", "vanilla"):
+            if method == "vanilla":
+                ctx.set_self_extend(0, 0)
+            for size in sizes:
+                rates[(method, flash, size)] = measure(ctx, tokens, args.depth, size)
+        del ctx, llm
+    print(f"model {args.model or 'default'}, prefix {args.depth} tokens, Self-Extend {setting}, "
+          f"{args.threads} threads; tokens/s\n")
+    print("| ubatch | vanilla off | vanilla on | self-extend off | self-extend on | best over best |")
+    print("|---|---|---|---|---|---|")
+    for size in sizes:
+        v = [rates[("vanilla", f, size)] for f in (False, True)]
+        s = [rates[("self-extend", f, size)] for f in (False, True)]
+        print(f"| {size} | {v[0]:.1f} | {v[1]:.1f} | {s[0]:.1f} | {s[1]:.1f} | {max(s) / max(v):.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
