@@ -8,11 +8,16 @@ one run on one context, and Self-Extend's best over vanilla's best.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 from selfextend_gguf import Llama
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from layouts import prefill  # noqa: E402
 
 TOKENS_PER_SIZE = 50   # at least this many tokens evaluated per ubatch size
 
@@ -46,9 +51,7 @@ def main() -> None:
         ctx = llm._context()
         tokens = [int(t) for t in np.random.default_rng(0).integers(100, min(20000, llm.n_vocab()),
                                                                         args.depth + 2 * max(sizes) + 64)]
-        for s in range(0, args.depth, 512):     # the prefix, with Self-Extend on (its grouped keys stored)
-            part = tokens[s:min(s + 512, args.depth)]
-            ctx.decode_batch(part, list(range(s, s + len(part))), [0] * len(part), [False] * len(part))
+        prefill(ctx, 0, tokens[:args.depth], 0)   # with Self-Extend on (its grouped keys stored)
         for method in ("self-extend", "vanilla"):
             if method == "vanilla":
                 ctx.set_self_extend(0, 0)

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from greedy_match import assert_same_greedy
+from layouts import logits_in_layouts
 from selfextend_gguf import Llama
 from selfextend_gguf.batching import ContextFull
 
@@ -64,35 +65,12 @@ def test_a_sequences_logits_do_not_depend_on_what_else_the_cache_holds(tiny_llam
     llm = Llama(str(tiny_llama_512.path), n_ctx=N_CTX, n_threads=2, n_seq_max=2, flash_attn=flash_attn,
                 type_k="f32", type_v="f32")
     assert llm.self_extend is not None
-    ctx = llm._context()
     rng = np.random.default_rng(3)
     doc = [int(t) for t in rng.integers(3, llm.n_vocab(), 1500)]
-    ask = [[int(t) for t in rng.integers(3, llm.n_vocab(), 12)] for _ in range(2)]
-
-    def prefill(seq, tokens, pos0, chunk=512):
-        for s in range(0, len(tokens), chunk):
-            part = tokens[s:s + chunk]
-            rows = ctx.decode_batch(part, list(range(pos0 + s, pos0 + s + len(part))), [seq] * len(part),
-                                    [False] * (len(part) - 1) + [True])
-        return rows[-1]
-
-    ctx.memory_clear()
-    ref = prefill(0, doc + ask[1], 0)
-    got = {}
-    ctx.memory_clear()
-    got["chunks of 37"] = prefill(0, doc + ask[1], 0, chunk=37)
-    ctx.memory_clear()
-    prefill(0, doc + ask[0], 0)
-    got["after another sequence"] = prefill(1, doc + ask[1], 0)
-    ctx.memory_clear()
-    prefill(0, doc + ask[0], 0)
-    ctx.seq_cp(0, 1, 0, len(doc))
-    n0 = len(doc) + len(ask[0])
-    rows = ctx.decode_batch([int(np.argmax(ref))] + ask[1], [n0] + list(range(len(doc), len(doc) + 12)),
-                            [0] + [1] * 12, [True] * 13)
-    got["copied, beside a decode"] = rows[-1]
+    ask = tuple([int(t) for t in rng.integers(3, llm.n_vocab(), 12)] for _ in range(2))
+    ref, got = logits_in_layouts(llm._context(), doc, ask, chunk=37)
     for layout, row in got.items():
-        assert np.max(np.abs(np.asarray(row) - np.asarray(ref))) < 1e-3, layout
+        assert np.max(np.abs(row - ref)) < 1e-3, layout
 
 
 def _stream(llm, scheduler, prompt, **kwargs):
