@@ -4,10 +4,13 @@
 
 #include <cstdint>
 
+struct ggml_context;
 struct ggml_tensor;
 struct llama_cparams;
 struct llm_graph_context;
+class  llama_kv_cache;
 class  llama_kv_cache_context;
+class  llm_graph_result;
 class  llm_graph_input_self_extend;
 
 // What Self-Extend reads from a KV-cache attention input: llama.cpp's plain one, or the
@@ -23,16 +26,21 @@ struct llama_se_attn_source {
 // selection) for a KV-cache attention input; nullptr when Self-Extend is off.
 llm_graph_input_self_extend * llama_se_build_inp(const llm_graph_context & gctx, const llama_se_attn_source & src);
 
+// The key that layer il stores in the KV cache for this ubatch: Self-Extend layers
+// cache grouped keys R(p//G - p) k_roped (se-graph.cpp states the layout); other layers,
+// and graphs without Self-Extend, k_roped itself. Called before any Hadamard rotation.
+ggml_tensor * llama_se_key_to_store(const llm_graph_context & gctx, llm_graph_input_self_extend * se,
+                                    ggml_tensor * k_roped, int il);
+
 // Exact Self-Extend attention for layer il, or nullptr when it does not apply to this
-// layer or graph (the caller then runs the stock attention).
-//   q_roped, k_roped: this ubatch's queries and keys roped at their true positions,
-//                     before any Hadamard rotation
+// layer or graph (the caller then runs the stock attention). It applies to every layer
+// whose key llama_se_key_to_store grouped.
+//   q_roped: this ubatch's queries roped at their true positions, before any Hadamard rotation
 //   q, k, v: what the stock path would use (k, v are views of the KV cache)
 ggml_tensor * llama_se_build_attn(
         const llm_graph_context     & gctx,
         llm_graph_input_self_extend * se,
         ggml_tensor * q_roped,
-        ggml_tensor * k_roped,
         ggml_tensor * q,
         ggml_tensor * k,
         ggml_tensor * v,
@@ -41,6 +49,16 @@ ggml_tensor * llama_se_build_attn(
         ggml_tensor * sinks,
         float         kq_scale,
         int           il);
+
+// The K-shift (after seq_add/seq_div) of a cache whose Self-Extend layers hold grouped
+// keys: llama_se_build_shift_inp adds the graph's input of grouped-position deltas
+// (nullptr when Self-Extend is off or no layer of kv takes it), and llama_se_build_shift
+// moves layer il's keys k (llama.cpp's view of the roped dims of every cell) by them, or
+// returns nullptr for a layer that llama.cpp's own K-shift moves.
+ggml_tensor * llama_se_build_shift_inp(const llama_kv_cache & kv, llm_graph_result * res, ggml_context * ctx,
+                                       const llama_cparams & cparams);
+ggml_tensor * llama_se_build_shift(const llama_kv_cache & kv, ggml_context * ctx, const llama_cparams & cparams,
+                                   ggml_tensor * k, ggml_tensor * shift, ggml_tensor * k_rot, int il);
 
 // Extra graph nodes that Self-Extend adds (llama_context::graph_max_nodes).
 uint32_t llama_se_graph_extra_nodes(const llama_cparams & cparams, uint32_t n_layer);

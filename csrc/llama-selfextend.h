@@ -17,6 +17,7 @@ enum llama_self_extend_status {
     LLAMA_SE_ERR_ARCH        = -5, // no layer can take it (architecture not served, or all layers sliding-window/unroped)
     LLAMA_SE_ERR_MEMORY      = -6, // the context's memory is not a plain KV cache
     LLAMA_SE_ERR_RESERVE     = -7, // re-reserving compute buffers failed; settings rolled back
+    LLAMA_SE_ERR_REGROUP     = -8, // the cached keys could not be turned to a new G (cache cleared, setting kept)
 };
 
 // 0 when Self-Extend can serve this model, else a negative llama_self_extend_status.
@@ -27,20 +28,13 @@ LLAMA_API int32_t llama_self_extend_supported(const struct llama_model * model);
 LLAMA_API const char * llama_self_extend_refusal(void);
 
 // Turn Self-Extend on with group size n_group (G) and neighbor window n_window (W),
-// or off with n_group == 0. Takes effect from the next decode; cached keys keep their
-// true positions, so it can be switched at any time. grouped_keys keeps a grouped-key
-// cache beside the KV cache (one more K cache of memory; decoding then rotates nothing);
-// without it the cached keys are rotated in every graph. Returns a llama_self_extend_status.
-LLAMA_API int32_t llama_set_self_extend(struct llama_context * ctx, int32_t n_group, int32_t n_window,
-                                        bool grouped_keys);
-
-// Call after anything that changes cached keys without changing their positions
-// (llama_state_set_data and friends, llama_memory_seq_cp between streams, a decode that
-// failed or was aborted): every grouped key is derived again from the KV cache.
-LLAMA_API void llama_self_extend_invalidate(struct llama_context * ctx);
-
-// Bytes of the grouped-key cache (0 when there is none).
-LLAMA_API size_t llama_self_extend_grouped_keys_size(const struct llama_context * ctx);
+// or off with n_group == 0. Takes effect from the next decode. The K cache of the
+// Self-Extend layers holds grouped keys (one K cache, as vanilla's); a new G turns the
+// keys already cached to it before returning (one graph over the cache), so it can be
+// switched at any time. A state saved with one G holds that G's keys: load it only into a
+// context with the same setting (llama_get_self_extend says which). Returns a
+// llama_self_extend_status.
+LLAMA_API int32_t llama_set_self_extend(struct llama_context * ctx, int32_t n_group, int32_t n_window);
 
 // The active settings (0, 0 when off).
 LLAMA_API void llama_get_self_extend(const struct llama_context * ctx, int32_t * n_group, int32_t * n_window);

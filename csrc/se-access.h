@@ -9,6 +9,8 @@
 struct llama_se_access {
     static llama_cparams & cparams(llama_context & ctx) { return ctx.cparams; }
     static const llama_cparams & cparams(const llama_context & ctx) { return ctx.cparams; }
+    static ggml_abort_callback abort_callback(const llama_context & ctx) { return ctx.abort_callback; }
+    static void * abort_callback_data(const llama_context & ctx) { return ctx.abort_callback_data; }
 
     // rebuild the scheduler and compute buffers for the current cparams, now rather
     // than inside the next llama_decode (which has no way to report a failure cleanly)
@@ -26,4 +28,7 @@ struct llama_se_access {
     static const llama_model & model(const llama_kv_cache & kv) { return kv.model; }
 
     static const std::vector<llama_kv_cache::kv_layer> & kv_layers(const llama_kv_cache & kv) { return kv.layers; }
+
+    static uint32_t n_stream(const llama_kv_cache & kv) { return kv.n_stream; }
+    static const llama_kv_cells & cells(const llama_kv_cache & kv, uint32_t stream) { return kv.v_cells[stream]; }
 };

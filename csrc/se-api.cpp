@@ -4,7 +4,7 @@
 #include "llama-selfextend.h"
 #include "se-access.h"
 #include "se-arch-rules.h"
-#include "se-grouped-keys.h"
+#include "se-key-shift.h"
 
 #include "llama-arch.h"
 #include "llama-context.h"
@@ -69,7 +69,7 @@ const char * llama_self_extend_refusal(void) {
     return g_refusal.c_str();
 }
 
-int32_t llama_set_self_extend(llama_context * ctx, int32_t n_group, int32_t n_window, bool grouped_keys) {
+int32_t llama_set_self_extend(llama_context * ctx, int32_t n_group, int32_t n_window) {
     if (ctx == nullptr) {
         return LLAMA_SE_ERR_NULL;
     }
@@ -96,37 +96,40 @@ int32_t llama_set_self_extend(llama_context * ctx, int32_t n_group, int32_t n_wi
         n_window = 0;
     }
 
-    grouped_keys = grouped_keys && n_group > 0;
-    const bool have_grouped_keys = cparams.se_grouped_keys != nullptr;
-    if (cparams.se_n_group == n_group && cparams.se_n_window == n_window && have_grouped_keys == grouped_keys) {
+    if (cparams.se_n_group == n_group && cparams.se_n_window == n_window) {
         return LLAMA_SE_OK;
     }
 
-    // grouped keys depend on G: a new setting starts a new cache
-    std::shared_ptr<llama_se_grouped_keys> new_keys;
-    if (grouped_keys) {
-        new_keys = cparams.se_grouped_keys && cparams.se_grouped_keys->n_group == n_group
-            ? cparams.se_grouped_keys
-            : llama_se_grouped_keys_init(*served_cache(ctx), n_group);
-        if (new_keys == nullptr) {
-            return LLAMA_SE_ERR_RESERVE;
-        }
-    }
-
+    // the Self-Extend layers cache grouped keys: a new G turns the cached ones now
     const int32_t old_group  = cparams.se_n_group;
     const int32_t old_window = cparams.se_n_window;
-    std::shared_ptr<llama_se_grouped_keys> old_keys = cparams.se_grouped_keys;
+    llama_kv_cache * kv = served_cache(ctx);
+    if (kv != nullptr && !llama_se_regroup_keys(*ctx, *kv, old_group, n_group)) {
+        // the keys may be partly turned: no cache is better than a wrong one; the
+        // scheduler ran another graph, so it is reserved again for the setting kept
+        LLAMA_LOG_ERROR("%s: the cached keys could not be turned to G = %d: clearing the cache\n", __func__, n_group);
+        llama_memory_clear(llama_get_memory(ctx), true);
+        try {
+            llama_se_access::reserve_now(*ctx);
+        } catch (const std::exception & err) {
+            LLAMA_LOG_ERROR("%s: reserving compute buffers failed too: %s\n", __func__, err.what());
+        }
+        return LLAMA_SE_ERR_REGROUP;
+    }
+
     cparams.se_n_group  = n_group;
     cparams.se_n_window = n_window;
-    cparams.se_grouped_keys = new_keys;
     try {
-        // also drops the previous graphs, so none built without Self-Extend is reused
+        // also drops the previous graphs, so none built with the previous setting is reused
         llama_se_access::reserve_now(*ctx);
     } catch (const std::exception & err) {
         LLAMA_LOG_ERROR("%s: reserving compute buffers for Self-Extend failed: %s\n", __func__, err.what());
         cparams.se_n_group  = old_group;
         cparams.se_n_window = old_window;
-        cparams.se_grouped_keys = old_keys;
+        if (kv != nullptr && !llama_se_regroup_keys(*ctx, *kv, n_group, old_group)) {
+            LLAMA_LOG_ERROR("%s: turning the cached keys back failed too: clearing the cache\n", __func__);
+            llama_memory_clear(llama_get_memory(ctx), true);
+        }
         try {
             llama_se_access::reserve_now(*ctx);
         } catch (const std::exception & err2) {
@@ -134,22 +137,8 @@ int32_t llama_set_self_extend(llama_context * ctx, int32_t n_group, int32_t n_wi
         }
         return LLAMA_SE_ERR_RESERVE;
     }
-    LLAMA_LOG_INFO("%s: Self-Extend %s (G = %d, W = %d, grouped-key cache %s)\n", __func__,
-            n_group > 0 ? "on" : "off", n_group, n_window, grouped_keys ? "on" : "off");
+    LLAMA_LOG_INFO("%s: Self-Extend %s (G = %d, W = %d)\n", __func__, n_group > 0 ? "on" : "off", n_group, n_window);
     return LLAMA_SE_OK;
-}
-
-void llama_self_extend_invalidate(llama_context * ctx) {
-    if (ctx != nullptr && llama_se_access::cparams(*ctx).se_grouped_keys) {
-        llama_se_access::cparams(*ctx).se_grouped_keys->invalidate();
-    }
-}
-
-size_t llama_self_extend_grouped_keys_size(const llama_context * ctx) {
-    if (ctx == nullptr || !llama_se_access::cparams(*ctx).se_grouped_keys) {
-        return 0;
-    }
-    return llama_se_access::cparams(*ctx).se_grouped_keys->size_bytes();
 }
 
 void llama_get_self_extend(const llama_context * ctx, int32_t * n_group, int32_t * n_window) {
@@ -174,6 +163,7 @@ const char * llama_self_extend_strerror(int32_t status) {
         case LLAMA_SE_ERR_ARCH:    return "no layer of this model can take Self-Extend";
         case LLAMA_SE_ERR_MEMORY:  return "the context has no plain KV cache (recurrent, hybrid or training contexts are not supported)";
         case LLAMA_SE_ERR_RESERVE: return "could not reserve compute buffers for Self-Extend; try a smaller n_ubatch or n_ctx";
+        case LLAMA_SE_ERR_REGROUP: return "could not turn the cached keys to the new group size (the KV cache was cleared; the setting is unchanged)";
         default:                   return "unknown Self-Extend status";
     }
 }

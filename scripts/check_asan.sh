@@ -16,7 +16,7 @@ WORK="${WORK:-${TMPDIR:-/tmp}/selfextend-asan-check}"
 PY="${PYTHON:-python3}"
 TESTS=("$@")
 if [ ${#TESTS[@]} -eq 0 ]; then
-    TESTS=(tests/test_reference_equivalence.py tests/test_grouped_key_cache.py tests/test_api.py
+    TESTS=(tests/test_reference_equivalence.py tests/test_key_cache.py tests/test_api.py
            tests/test_bad_input.py tests/test_bad_vocabulary.py tests/test_memory.py tests/test_eval.py)
 fi
 

@@ -27,9 +27,6 @@ def _common_options() -> argparse.ArgumentParser:
                    help="Self-Extend group size G (1 = vanilla; default: automatic beyond the trained context)")
     g.add_argument("--neighbor-window", "--grp-attn-w", type=int, default=None,
                    help="Self-Extend neighbor window W (default: automatic)")
-    g.add_argument("--no-grouped-key-cache", dest="grouped_key_cache", action="store_false",
-                   help="rotate cached keys in every graph instead of keeping grouped keys "
-                        "beside the KV cache (saves one K cache of memory, decodes slower)")
     g.add_argument("--threads", "-t", type=int, default=None, help="CPU threads (default: all cores)")
     g.add_argument("--n-batch", "-b", type=int, default=512)
     g.add_argument("--n-ubatch", "-ub", type=int, default=512)
@@ -65,7 +62,7 @@ def _open_llama(args, n_ctx: int, group_size: Optional[int] = None, **extra) -> 
                  flash_attn=args.flash_attn, seed=args.seed, verbose=args.verbose,
                  group_size=args.group_size if group_size is None else group_size,
                  neighbor_window=args.neighbor_window if group_size != 1 else None,
-                 grouped_key_cache=args.grouped_key_cache, chat_format=args.chat_format,
+                 chat_format=args.chat_format,
                  chat_template=chat_template, rpc_servers=args.rpc, tensor_split=_tensor_split(args.tensor_split),
                  n_gpu_layers=args.n_gpu_layers if args.n_gpu_layers is not None else (-1 if args.rpc else 0),
                  **extra)

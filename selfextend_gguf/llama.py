@@ -88,9 +88,8 @@ class Llama:
     when n_ctx exceeds the model's trained context (paper eq. 5, bounded by eq. 4);
     group_size=1 means vanilla attention. With neither given, a setting remembered by
     `selfextend-gguf tune` for this model file and a target length >= n_ctx comes first
-    (use_tuned_setting=False skips it). grouped_key_cache keeps the grouped keys
-    beside the KV cache (one more K cache of memory, no per-token rotation of the
-    cache); False rotates the cached keys in every graph instead.
+    (use_tuned_setting=False skips it). Self-Extend layers keep grouped keys in
+    llama.cpp's K cache: the KV cache is vanilla's size.
     """
 
     def __init__(
@@ -144,7 +143,6 @@ class Llama:
         verbose: bool = False,
         group_size: Optional[int] = None,
         neighbor_window: Optional[int] = None,
-        grouped_key_cache: bool = True,
         use_tuned_setting: bool = True,
         n_seq_max: int = 1,
     ):
@@ -251,7 +249,7 @@ class Llama:
         # length that the Self-Extend settings were validated against
         self._n_ctx = n_ctx
         if settings is not None:
-            self._ctx.set_self_extend(settings.group_size, settings.neighbor_window, bool(grouped_key_cache))
+            self._ctx.set_self_extend(settings.group_size, settings.neighbor_window)
         self._self_extend = settings
         if lora_path is not None:
             self._ctx.set_lora(str(lora_path), float(lora_scale))
@@ -294,13 +292,8 @@ class Llama:
 
     def memory_breakdown(self) -> Dict[str, Dict[str, int]]:
         """Bytes allocated per buffer type (e.g. "CPU", "CUDA0"): "model" (weights),
-        "context" (the KV cache) and "compute" (llama.cpp's compute buffers); the
-        grouped-key cache, when there is one, as "context" of "grouped_keys"."""
-        breakdown = self._context().memory_breakdown()
-        grouped = self._context().grouped_keys_size()
-        if grouped:
-            breakdown["grouped_keys"] = {"model": 0, "context": grouped, "compute": 0}
-        return breakdown
+        "context" (the KV cache) and "compute" (llama.cpp's compute buffers)."""
+        return self._context().memory_breakdown()
 
     def n_batch(self) -> int:
         return self._context().n_batch()

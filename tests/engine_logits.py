@@ -1,10 +1,12 @@
 """The engine's logits for every position of a prompt, fed in given chunk sizes (one
 shot when chunks is None), for comparison with a NumPy reference."""
 
+from offload import N_GPU_LAYERS
 from selfextend_gguf import Llama
 
 
 def engine_logits(model_path, tokens, chunks=None, **options):
+    options.setdefault("n_gpu_layers", N_GPU_LAYERS)
     llm = Llama(str(model_path), logits_all=True, **options)
     if chunks is None:
         llm.eval(tokens)

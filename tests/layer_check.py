@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from offload import N_GPU_LAYERS
 from reference import attend, rope
 from selfextend_gguf import _core
 
@@ -74,7 +75,7 @@ class LayerGraph:
 
 
 def run_captured(model_path: str, tokens: Sequence[int], chunks: Sequence[int], G: int, W: int,
-                 n_ctx: int, n_ubatch: int, flash_attn: bool = False, grouped_keys: bool = True,
+                 n_ctx: int, n_ubatch: int, flash_attn: bool = False,
                  model_options: Optional["_core.ModelOptions"] = None) -> List[LayerGraph]:
     """Decode tokens (one sequence from position 0) in the given chunks with Self-Extend
     on and an f32 cache, and collect every Self-Extend layer of every graph (model_options:
@@ -84,9 +85,12 @@ def run_captured(model_path: str, tokens: Sequence[int], chunks: Sequence[int], 
     options.type_k = options.type_v = 0  # f32: the check is exact up to float rounding
     options.flash_attn = flash_attn
     options.capture_layers = True
-    model = _core.Model(model_path) if model_options is None else _core.Model(model_path, model_options)
+    if model_options is None:
+        model_options = _core.ModelOptions()
+        model_options.n_gpu_layers = N_GPU_LAYERS
+    model = _core.Model(model_path, model_options)
     ctx = _core.Context(model, options)
-    ctx.set_self_extend(G, W, grouped_keys)
+    ctx.set_self_extend(G, W)
     graphs: List[LayerGraph] = []
     start = 0
     for size in chunks:

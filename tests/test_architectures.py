@@ -62,7 +62,7 @@ def test_group_size_one_is_vanilla_bit_for_bit(arch_models, random_tokens, arch)
     options = _core.ContextOptions()
     options.n_ctx, options.n_batch, options.n_ubatch, options.type_k, options.type_v = N, N, N, 0, 0
     ctx = _core.Context(_core.Model(str(m.path)), options)
-    ctx.set_self_extend(1, W, True)      # G = 1 forced through the Self-Extend layers
+    ctx.set_self_extend(1, W)      # G = 1 forced through the Self-Extend layers
     assert np.array_equal(ctx.decode(tokens, 0, 0, True), vanilla.scores[:N])
 
 
@@ -77,7 +77,8 @@ def test_self_extend_changes_long_prompts(arch_models, random_tokens, arch):
                     neighbor_window=W)
         llm.eval(tokens)
         runs.append(llm.scores[:N].copy())
-    assert np.array_equal(runs[0][:W], runs[1][:W])
+    # inside the window vanilla up to rounding (keys are cached grouped and derived back)
+    assert np.abs(runs[0][:W] - runs[1][:W]).max() <= TOL
     assert np.abs(runs[0][W:] - runs[1][W:]).max() > 100 * TOL
 
 

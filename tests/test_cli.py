@@ -64,9 +64,3 @@ def test_errors_exit_nonzero_with_a_message(tmp_path, tiny_llama_512):
     assert result.returncode == 2 and "eq. 4" in result.stderr
 
 
-def test_grouped_key_cache_can_be_turned_off_with_the_same_text(tiny_llama_512):
-    base = ["complete", "--model", str(tiny_llama_512.path), "--n-ctx", "1500", "-n", "8", "--temp", "0",
-            "--prompt", "x" * 900]
-    on, off = cli(*base), cli(*base, "--no-grouped-key-cache")
-    assert on.returncode == 0 and off.returncode == 0, (on.stderr, off.stderr)
-    assert on.stdout == off.stdout and len(on.stdout) > 0

@@ -68,15 +68,21 @@ def test_reference_reads_the_weights_that_were_written(models):
             assert np.array_equal(weights[name], array.astype(np.float64)), name
 
 
-@pytest.mark.parametrize("grouped", [True, False], ids=["grouped-key-cache", "rotate"])
+@pytest.mark.parametrize("flash", [False, True], ids=["no-flash", "flash"])
 @pytest.mark.parametrize("mode", sorted(CHUNKS))
 @pytest.mark.parametrize("arch", ARCHS)
-def test_self_extend_matches_reference(models, tokens, references, arch, mode, grouped):
+def test_self_extend_matches_reference(models, tokens, references, arch, mode, flash):
     m, G = models[arch], GROUP[arch]
-    got = engine_logits(m, tokens, CHUNKS[mode], group_size=G, neighbor_window=W, grouped_key_cache=grouped)
+    got = engine_logits(m, tokens, CHUNKS[mode], group_size=G, neighbor_window=W, flash_attn=flash)
     err = max_diff(got, references[arch]["se"])
-    print(f"{arch} {mode} {'grouped' if grouped else 'rotate'} G={G} W={W}: max abs diff {err:.2e}")
-    assert err <= TOL, f"max abs diff {err:.2e} against the Self-Extend reference"
+    print(f"{arch} {mode} {'flash' if flash else 'no-flash'} G={G} W={W}: max abs diff {err:.2e}")
+    # llama.cpp's own flash attention (gemma2's sliding layer) rounds an f32 cache to f16:
+    # the tolerance is then what that costs vanilla against its reference
+    tol = TOL
+    if flash:
+        vanilla_err = max_diff(engine_logits(m, tokens, group_size=1, flash_attn=True), references[arch]["vanilla"])
+        tol = max(TOL, 2 * vanilla_err)
+    assert err <= tol, f"max abs diff {err:.2e} against the Self-Extend reference"
 
 
 @pytest.mark.parametrize("mode", sorted(CHUNKS))

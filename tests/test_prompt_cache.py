@@ -90,13 +90,15 @@ def other_model(tmp_path_factory):
 
 
 @pytest.mark.parametrize("other", [
-    "model", "group_size", "n_ctx", "type_k", "flash_attn"])
+    "model", "group_size", "vanilla", "n_ctx", "type_k", "flash_attn"])
 def test_states_of_other_models_or_settings_are_misses_and_refused(tiny_llama_512, other_model, tmp_path, other):
     cache = LlamaDiskCache(str(tmp_path))
     writer = make(tiny_llama_512)
     writer.set_cache(cache)
     answer(writer, DOC + "One?")
-    kwargs = {"model": dict(), "group_size": dict(group_size=8, neighbor_window=32), "n_ctx": dict(n_ctx=N_CTX + 256),
+    # (Self-Extend layers cache grouped keys: a state of one setting holds that G's keys)
+    kwargs = {"model": dict(), "group_size": dict(group_size=8, neighbor_window=32), "vanilla": dict(group_size=1),
+              "n_ctx": dict(n_ctx=N_CTX + 256),
               "type_k": dict(type_k="f32"), "flash_attn": dict(flash_attn=True)}[other]
     reader = make(other_model if other == "model" else tiny_llama_512, **kwargs)
     reader.set_cache(cache)
@@ -106,8 +108,10 @@ def test_states_of_other_models_or_settings_are_misses_and_refused(tiny_llama_51
     fresh = make(other_model if other == "model" else tiny_llama_512, **kwargs)
     assert text == answer(fresh, prompt)[0]                # and the answer is right
     written = writer.save_state()
-    with pytest.raises(ValueError, match="another model or other settings"):
+    with pytest.raises(ValueError, match="another model or other settings") as refused:
         reader.load_state(written)                         # explicitly: a clear error
+    if other in ("group_size", "vanilla"):
+        assert "self_extend" in str(refused.value)
     path = tmp_path / cache.file_name(written)
     with pytest.raises(state_file.StateFileError, match="another model or other settings"):
         state_file.read(path, reader.state_identity())

@@ -27,23 +27,18 @@ def references(tiny_llama, tiny_qwen2, tiny_llama_freq_factors):
     return out
 
 
-# both ways of getting grouped keys: stored beside the KV cache, or rotated per graph
-GROUPED = pytest.mark.parametrize("grouped", [True, False], ids=["grouped-key-cache", "rotate"])
-
-
-@GROUPED
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "freq_factors"])
 @pytest.mark.parametrize("mode", ["one-shot", "uneven-chunks", "small-ubatch", "token-by-token"])
-def test_matches_reference(references, arch, mode, grouped):
+def test_matches_reference(references, arch, mode):
     model, tokens, ref_se, ref_vanilla = references[arch]
     if mode == "one-shot":
-        got = engine_logits(model, tokens, n_batch=N, n_ubatch=N, grouped_key_cache=grouped)
+        got = engine_logits(model, tokens, n_batch=N, n_ubatch=N)
     elif mode == "uneven-chunks":
-        got = engine_logits(model, tokens, chunks=[1, 37, 100, 5, 64, 49], grouped_key_cache=grouped)
+        got = engine_logits(model, tokens, chunks=[1, 37, 100, 5, 64, 49])
     elif mode == "small-ubatch":
-        got = engine_logits(model, tokens, n_batch=96, n_ubatch=23, grouped_key_cache=grouped)
+        got = engine_logits(model, tokens, n_batch=96, n_ubatch=23)
     else:
-        got = engine_logits(model, tokens, chunks=[1] * N, grouped_key_cache=grouped)
+        got = engine_logits(model, tokens, chunks=[1] * N)
     err = np.abs(got - ref_se).max()
     assert err <= TOL, f"max abs diff {err:.2e} against the Self-Extend reference"
     # the comparison can fail: beyond the window, Self-Extend is far from vanilla attention
@@ -53,9 +48,9 @@ def test_matches_reference(references, arch, mode, grouped):
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "freq_factors"])
 @pytest.mark.parametrize("mode", ["one-shot", "uneven-chunks", "small-ubatch", "token-by-token"])
 def test_flash_path_matches_reference(references, arch, mode):
-    """flash_attn=True with the grouped-key cache: one flash attention over doubled heads."""
+    """flash_attn=True: one flash attention over doubled heads (few queries: the logit form)."""
     model, tokens, ref_se, _ = references[arch]
-    options = dict(flash_attn=True, grouped_key_cache=True)
+    options = dict(flash_attn=True)
     if mode == "one-shot":
         got = engine_logits(model, tokens, n_batch=N, n_ubatch=N, **options)
     elif mode == "uneven-chunks":
@@ -68,17 +63,9 @@ def test_flash_path_matches_reference(references, arch, mode):
     assert err <= TOL, f"max abs diff {err:.2e} against the Self-Extend reference"
 
 
-def test_flash_attn_without_the_grouped_key_cache_is_exact(references):
-    """Without the cache, flash_attn=True keeps the rotating path's math for Self-Extend layers."""
-    model, tokens, ref_se, _ = references["llama"]
-    got = engine_logits(model, tokens, flash_attn=True, n_ubatch=64, grouped_key_cache=False)
-    assert np.abs(got - ref_se).max() <= TOL
-
-
-@GROUPED
 @pytest.mark.parametrize("type_k,type_v,flash", [("f16", "f16", False), ("q8_0", "f16", False),
                                                    ("q8_0", "f32", False), ("q8_0", "q8_0", True)])
-def test_cache_types_f16_and_q8_0(references, type_k, type_v, flash, grouped):
+def test_cache_types_f16_and_q8_0(references, type_k, type_v, flash):
     """Low-precision caches add rounding noise (q8_0 also quantizes the queries in the
     KQ product). Self-Extend's error must stay at the level that the same cache types
     give vanilla attention inside the trained window, and far below the distance to
@@ -86,15 +73,14 @@ def test_cache_types_f16_and_q8_0(references, type_k, type_v, flash, grouped):
     model, tokens, ref_se, ref_vanilla = references["llama"]
     in_window = engine_logits(model, tokens[:64], type_k=type_k, type_v=type_v, flash_attn=flash, group_size=1)
     baseline = np.abs(in_window - forward(model, tokens[:64])).max()
-    got = engine_logits(model, tokens, type_k=type_k, type_v=type_v, flash_attn=flash, grouped_key_cache=grouped)
+    got = engine_logits(model, tokens, type_k=type_k, type_v=type_v, flash_attn=flash)
     err = np.abs(got - ref_se).max()
     far = np.abs(got - ref_vanilla).max()
     assert err <= 2 * baseline + 0.05, (err, baseline)
     assert err < far / 5, (err, far)
 
 
-@GROUPED
-def test_group_size_one_is_vanilla_bit_for_bit(tiny_llama, random_tokens, grouped):
+def test_group_size_one_is_vanilla_bit_for_bit(tiny_llama, random_tokens):
     tokens = random_tokens(N, seed=3)
     vanilla = engine_logits(tiny_llama, tokens, group_size=1)
     # G = 1 forced through the Self-Extend attention path of the core
@@ -102,19 +88,32 @@ def test_group_size_one_is_vanilla_bit_for_bit(tiny_llama, random_tokens, groupe
     options = _core.ContextOptions()
     options.n_ctx, options.n_batch, options.n_ubatch, options.type_k, options.type_v = N, N, N, 0, 0
     ctx = _core.Context(model, options)
-    ctx.set_self_extend(1, W, grouped)
+    ctx.set_self_extend(1, W)
     assert ctx.get_self_extend() == (1, W)
     forced = ctx.decode(tokens, 0, 0, True)
     assert np.array_equal(forced, vanilla)
 
 
-def test_sequence_shorter_than_window_is_vanilla(tiny_llama, random_tokens):
+# Below W a query sees only neighbors: vanilla attention. Self-Extend layers cache grouped
+# keys and derive the normal ones back (one more rotation), so the logits are vanilla's up
+# to rounding: with an f32 cache within 1e-4 (measured 1e-5 on logits of std 2); with f16
+# or q8_0 no further from the f32 result than vanilla's own logits with that cache
+# (measured, tiny llama, 48 positions: f16 0.016 against vanilla's 0.024 without flash
+# attention, 0.016 against 0.014 with it; q8_0 0.39 against 0.64-0.65).
+@pytest.mark.parametrize("type_k,flash", [("f32", False), ("f32", True), ("f16", False), ("f16", True),
+                                          ("q8_0", True)])
+def test_sequence_shorter_than_window_is_vanilla(tiny_llama, random_tokens, type_k, flash):
     tokens = random_tokens(176, seed=4)
-    vanilla = engine_logits(tiny_llama, tokens, group_size=1, n_ctx=176)
+    cache = dict(type_k=type_k, type_v="f32" if type_k == "f32" else "f16", flash_attn=flash)
+    exact = engine_logits(tiny_llama, tokens, group_size=1, n_ctx=176)
+    vanilla = engine_logits(tiny_llama, tokens, group_size=1, n_ctx=176, **cache)
     wide = engine_logits(tiny_llama, tokens, group_size=8, neighbor_window=48,
-                         n_ctx=176, n_batch=64, n_ubatch=64)   # eq. 4: (64 - 48) * 8 + 48 = 176
-    # the first 48 positions see only neighbors: exactly vanilla; the rest differ
-    assert np.array_equal(wide[:48], vanilla[:48])
+                         n_ctx=176, n_batch=64, n_ubatch=64, **cache)   # eq. 4: (64 - 48) * 8 + 48 = 176
+    if type_k == "f32" and not flash:
+        assert np.abs(wide[:48] - vanilla[:48]).max() <= 1e-4
+    else:
+        assert np.abs(wide[:48] - exact[:48]).max() <= 1.5 * np.abs(vanilla[:48] - exact[:48]).max() + 1e-4
+    # beyond the window Self-Extend differs
     assert np.abs(wide[48:] - vanilla[48:]).max() > 0.1
 
 
@@ -122,11 +121,10 @@ def test_window_larger_than_prompt_matches_vanilla_everywhere(tiny_llama_512, ra
     tokens = random_tokens(300, seed=5)
     vanilla = engine_logits(tiny_llama_512, tokens, group_size=1, n_ctx=800)
     extended = engine_logits(tiny_llama_512, tokens, group_size=4, neighbor_window=400, n_ctx=800)
-    assert np.array_equal(extended, vanilla)
+    assert np.abs(extended - vanilla).max() <= 1e-4
 
 
-@GROUPED
-def test_decode_after_prefill_matches_one_shot(references, grouped):
+def test_decode_after_prefill_matches_one_shot(references):
     model, tokens, ref_se, _ = references["qwen2"]
-    got = engine_logits(model, tokens, chunks=[200] + [1] * 56, grouped_key_cache=grouped)
+    got = engine_logits(model, tokens, chunks=[200] + [1] * 56)
     assert np.abs(got - ref_se).max() <= TOL

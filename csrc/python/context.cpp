@@ -153,7 +153,6 @@ void run_decode(Context & c, llama_batch & batch) {
     }
     llama_batch_free(batch);
     if (rc != 0) {
-        llama_self_extend_invalidate(c.ctx);
         if (rc == 2) {
             throw std::runtime_error("decode aborted");
         }
@@ -306,7 +305,6 @@ py::array_t<float> embed(Context & c, const std::vector<llama_token> & tokens, l
     }
     llama_set_embeddings(c.ctx, false);
     clear();
-    llama_self_extend_invalidate(c.ctx);
     if (rc != 0) {
         throw llama_cpp_error("computing embeddings failed in llama.cpp (code " + std::to_string(rc) + ")" +
                               (reason.empty() ? std::string() : ": " + reason));
@@ -404,7 +402,6 @@ void bind_context(py::module_ & m) {
                 n = call_llama("loading the sequence state", "", [&] {
                     return llama_state_seq_set_data(c.ctx, (const uint8_t *) buf.data(), buf.size(), s);
                 });
-                llama_self_extend_invalidate(c.ctx);
             }
             if (n == 0) {
                 throw llama_cpp_error("loading the sequence state failed in llama.cpp: " + llama_errors_take());
@@ -447,21 +444,19 @@ void bind_context(py::module_ & m) {
         .def("seq_pos_max", [](const Context & c, llama_seq_id s) {
             return llama_memory_seq_pos_max(llama_get_memory(c.ctx), s);
         }, py::arg("seq_id"))
-        .def("set_self_extend", [](Context & c, int32_t n_group, int32_t n_window, bool grouped_keys) {
+        .def("set_self_extend", [](Context & c, int32_t n_group, int32_t n_window) {
             int32_t status;
             {
                 py::gil_scoped_release release;
-                status = llama_set_self_extend(c.ctx, n_group, n_window, grouped_keys);
+                status = llama_set_self_extend(c.ctx, n_group, n_window);
             }
             if (status != LLAMA_SE_OK) {
                 const std::string why = llama_self_extend_refusal();
                 throw std::invalid_argument(std::string("cannot enable Self-Extend: ") +
                         (why.empty() ? llama_self_extend_strerror(status) : why));
             }
-        }, py::arg("n_group"), py::arg("n_window"), py::arg("grouped_keys") = true,
-           "Turn Self-Extend on (G >= 1, W >= 1) or off (G = 0); grouped_keys keeps the grouped-key cache.")
-        .def("grouped_keys_size", [](const Context & c) { return llama_self_extend_grouped_keys_size(c.ctx); },
-             "Bytes of the grouped-key cache (0 without one).")
+        }, py::arg("n_group"), py::arg("n_window"),
+           "Turn Self-Extend on (G >= 1, W >= 1) or off (G = 0); the keys already cached are turned to the new G.")
         .def("seq_cp", [](Context & c, llama_seq_id src, llama_seq_id dst, llama_pos p0, llama_pos p1) {
             for (llama_seq_id s : { src, dst }) {
                 if (s < 0 || (uint32_t) s >= llama_n_seq_max(c.ctx)) {
@@ -469,9 +464,6 @@ void bind_context(py::module_ & m) {
                 }
             }
             llama_memory_seq_cp(llama_get_memory(c.ctx), src, dst, p0, p1);
-            if (!c.kv_unified) {
-                llama_self_extend_invalidate(c.ctx); // cells were copied between streams
-            }
         }, py::arg("src"), py::arg("dst"), py::arg("p0"), py::arg("p1"))
         .def("state_get", [](Context & c) {
             std::vector<uint8_t> buf(llama_state_get_size(c.ctx));
@@ -491,7 +483,6 @@ void bind_context(py::module_ & m) {
                 n = call_llama("loading the state", "", [&] {
                     return llama_state_set_data(c.ctx, (const uint8_t *) buf.data(), buf.size());
                 });
-                llama_self_extend_invalidate(c.ctx); // the cached keys changed under their positions
             }
             if (n == 0) {
                 throw llama_cpp_error("loading the state failed in llama.cpp: " + llama_errors_take());

@@ -5,6 +5,8 @@
 #include "llama-selfextend.h"
 #include "log.h"
 
+#include <cstdlib>
+
 #include "gguf.h"
 
 #include <pybind11/stl.h>
@@ -80,8 +82,14 @@ PYBIND11_MODULE(_core, m) {
     // texts, so it stays quiet unless verbose
     common_log_set_verbosity_thold(LOG_LEVEL_OUTPUT);
 
+    // SELFEXTEND_GGUF_DEBUG_LOG=1 shows everything, debug logs included (e.g. the
+    // scheduler's node assignments with GGML_SCHED_DEBUG=2, scripts/gpu_placement.py)
+    static const bool debug_log = std::getenv("SELFEXTEND_GGUF_DEBUG_LOG") != nullptr;
+    if (debug_log) {
+        g_log_level = GGML_LOG_LEVEL_DEBUG;
+    }
     m.def("set_verbose", [](bool verbose) {
-        g_log_level = verbose ? GGML_LOG_LEVEL_INFO : GGML_LOG_LEVEL_ERROR;
+        g_log_level = debug_log ? GGML_LOG_LEVEL_DEBUG : verbose ? GGML_LOG_LEVEL_INFO : GGML_LOG_LEVEL_ERROR;
         common_log_set_verbosity_thold(verbose ? LOG_LEVEL_INFO : LOG_LEVEL_OUTPUT);
     }, py::arg("verbose"), "Show llama.cpp's informational logs on stderr (errors are always shown).");
 

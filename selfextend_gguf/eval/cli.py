@@ -45,6 +45,8 @@ def add_parser(sub) -> None:
     common.add_argument("--threads", "-t", type=int, default=None)
     common.add_argument("--group-size", type=int, default=None, help="G for self-extend/grouped-cache (default: eq. 5)")
     common.add_argument("--neighbor-window", type=int, default=None)
+    common.add_argument("--n-gpu-layers", "-ngl", type=int, default=0,
+                        help="layers to offload to the GPU (-1: all), as llama.cpp's -ngl")
     # speed measures both settings; the accuracy tasks run one (off by default: on this
     # CPU flash is faster for long prefills, slower for decoding)
     flash = argparse.ArgumentParser(add_help=False)
@@ -102,12 +104,13 @@ def run(args) -> int:
             log = passkey_eval.run_grid(args.model, args.methods, args.lengths, args.depths, args.trials, out,
                                         chat=args.chat, seed=args.seed, threads=args.threads,
                                         group_size=args.group_size, neighbor_window=args.neighbor_window,
-                                        flash_attn=args.flash_attn)
+                                        flash_attn=args.flash_attn, n_gpu_layers=args.n_gpu_layers)
         else:
             log = passkey_eval.run_grid(args.model, args.methods, args.length, args.depths, args.trials, out,
                                         task="digits", digits=args.digits, chat=args.chat, seed=args.seed,
                                         threads=args.threads, group_size=args.group_size,
-                                        neighbor_window=args.neighbor_window, flash_attn=args.flash_attn)
+                                        neighbor_window=args.neighbor_window, flash_attn=args.flash_attn,
+                                        n_gpu_layers=args.n_gpu_layers)
         report = passkey_eval.write_report(log, out, args.task, args.chat, command)
     elif args.task == "perplexity":
         from . import perplexity
@@ -115,17 +118,17 @@ def run(args) -> int:
         log = perplexity.run(args.model, args.methods, args.lengths, out, text=text, windows=args.windows,
                              threads=args.threads, text_name=args.text.name if args.text else None,
                              group_size=args.group_size, neighbor_window=args.neighbor_window,
-                             flash_attn=args.flash_attn)
+                             flash_attn=args.flash_attn, n_gpu_layers=args.n_gpu_layers)
         report = perplexity.write_report(log, out, command)
     else:
         from . import speed
         methods = [m for m in args.methods if m in ("vanilla", "self-extend")] or ["vanilla", "self-extend"]
         log = speed.run(args.model, methods, args.depths, out, n_decode=args.decode, threads=args.threads,
-                        reps=args.reps, flash=args.flash_attn)
+                        reps=args.reps, flash=args.flash_attn, n_gpu_layers=args.n_gpu_layers)
         ubatch_log = None
         for depth in args.ubatch_depth:
             ubatch_log = speed.compute_buffers_vs_ubatch(args.model, methods, depth, args.ubatches, out,
-                                                         flash=args.flash_attn)
+                                                         flash=args.flash_attn, n_gpu_layers=args.n_gpu_layers)
         report = speed.write_report(log, out, command, ubatch_log)
     print(report.read_text())
     return 0

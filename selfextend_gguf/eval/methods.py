@@ -64,11 +64,13 @@ def n_ctx_train_of(model_path: Optional[str]) -> int:
 
 def build_runner(method: str, model_path: Optional[str], length: int, n_ctx_train: int,
                  group_size: Optional[int] = None, neighbor_window: Optional[int] = None,
-                 threads: Optional[int] = None, n_ubatch: int = 512, flash_attn: bool = False) -> Runner:
+                 threads: Optional[int] = None, n_ubatch: int = 512, flash_attn: bool = False,
+                 n_gpu_layers: int = 0) -> Runner:
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     n_ctx = max(length + ANSWER_ROOM, 256)
-    common = dict(n_threads=threads, n_ubatch=n_ubatch, n_batch=max(512, n_ubatch), flash_attn=flash_attn)
+    common = dict(n_threads=threads, n_ubatch=n_ubatch, n_batch=max(512, n_ubatch), flash_attn=flash_attn,
+                  n_gpu_layers=n_gpu_layers)
     L = n_ctx_train
 
     if method == "self-extend":

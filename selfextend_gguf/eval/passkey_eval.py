@@ -58,7 +58,7 @@ def run_grid(model: Optional[str], methods: Sequence[str], lengths: Sequence[int
              trials: int, out_dir: Path, task: str = "passkey", digits: Sequence[int] = (5,),
              chat: bool = False, seed: int = 0, threads: Optional[int] = None, progress: Progress = _stderr,
              group_size: Optional[int] = None, neighbor_window: Optional[int] = None,
-             flash_attn: bool = False) -> ResultLog:
+             flash_attn: bool = False, n_gpu_layers: int = 0) -> ResultLog:
     style = "chat" if chat else "plain"
     log = ResultLog(Path(out_dir) / f"{task}-{style}.jsonl",
                     ("method", "target_length", "depth", "trial", "n_digits"))
@@ -81,7 +81,7 @@ def run_grid(model: Optional[str], methods: Sequence[str], lengths: Sequence[int
                             continue
                         if runner is None:
                             runner = build_runner(method, model, length, n_ctx_train, group_size, neighbor_window,
-                                                  threads=threads, flash_attn=flash_attn)
+                                                  threads=threads, flash_attn=flash_attn, n_gpu_layers=n_gpu_layers)
                         result = run_cell(runner, length, depth, trial, n_digits, seed, chat)
                         record = {**cell, "style": style, "settings": runner.settings, "flash_attn": flash_attn, **result}
                         log.append(record)

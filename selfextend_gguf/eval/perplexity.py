@@ -26,7 +26,7 @@ def nll(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
 def run(model: Optional[str], methods: Sequence[str], lengths: Sequence[int], out_dir: Path,
         text: Optional[str] = None, windows: int = 2, stride: int = 256, threads: Optional[int] = None,
         text_name: Optional[str] = None, group_size: Optional[int] = None,
-        neighbor_window: Optional[int] = None, flash_attn: bool = False) -> ResultLog:
+        neighbor_window: Optional[int] = None, flash_attn: bool = False, n_gpu_layers: int = 0) -> ResultLog:
     """Window w scores the same `stride` tokens at every length: they start at token
     max(lengths) + w * stride of the text, and a window of N tokens ends with them, so
     only the amount of context differs between lengths."""
@@ -50,7 +50,8 @@ def run(model: Optional[str], methods: Sequence[str], lengths: Sequence[int], ou
                 if log.has(**cell):
                     continue
                 runner = runner or build_runner(method, model, length, n_ctx_train, group_size, neighbor_window,
-                                                threads=threads, flash_attn=flash_attn)
+                                                threads=threads, flash_attn=flash_attn,
+                                                n_gpu_layers=n_gpu_layers)
                 if tokens is None:
                     tokens = runner.llm.tokenize(text, add_bos=False)
                     if len(tokens) < anchor + stride * windows:

@@ -1,6 +1,5 @@
 """Prefill and decode speed at several context depths, Self-Extend against vanilla,
-with flash attention off and on, and memory: llama.cpp's KV cache (with the grouped-key
-cache) and compute buffers, and the peak RSS of each measurement. Methods alternate
+with flash attention off and on, and memory: llama.cpp's KV cache and compute buffers, and the peak RSS of each measurement. Methods alternate
 within one run and the report gives ratios, because the machine is shared and noisy:
 Self-Extend's best configuration against vanilla's best (flash on or off, whichever is
 faster here), memory at the same flash setting."""
@@ -57,7 +56,8 @@ def _flash_name(flash: bool) -> str:
 
 
 def run(model: Optional[str], methods: Sequence[str], depths: Sequence[int], out_dir: Path, n_decode: int = 16,
-        threads: Optional[int] = None, reps: int = 1, flash: Sequence[bool] = (False,)) -> ResultLog:
+        threads: Optional[int] = None, reps: int = 1, flash: Sequence[bool] = (False,),
+        n_gpu_layers: int = 0) -> ResultLog:
     log = ResultLog(Path(out_dir) / "speed.jsonl", ("method", "depth", "flash", "rep"))
     n_ctx_train = n_ctx_train_of(model)
     for depth in depths:
@@ -66,13 +66,14 @@ def run(model: Optional[str], methods: Sequence[str], depths: Sequence[int], out
                 for method in methods:
                     if log.has(method=method, depth=depth, flash=_flash_name(fa), rep=rep):
                         continue
-                    log.append(_measure(model, method, depth, fa, rep, n_decode, n_ctx_train, threads))
+                    log.append(_measure(model, method, depth, fa, rep, n_decode, n_ctx_train, threads, n_gpu_layers))
     return log
 
 
-def _measure(model, method, depth, flash, rep, n_decode, n_ctx_train, threads) -> dict:
+def _measure(model, method, depth, flash, rep, n_decode, n_ctx_train, threads, n_gpu_layers) -> dict:
     per_run_peak = _reset_peak_rss()
-    runner = build_runner(method, model, depth + n_decode, n_ctx_train, threads=threads, flash_attn=flash)
+    runner = build_runner(method, model, depth + n_decode, n_ctx_train, threads=threads, flash_attn=flash,
+                          n_gpu_layers=n_gpu_layers)
     llm = runner.llm
     tokens = llm.tokenize(FILLER * (depth // 20 + 2), add_bos=False)[:depth]
     t0 = time.perf_counter()
@@ -93,7 +94,7 @@ def _measure(model, method, depth, flash, rep, n_decode, n_ctx_train, threads) -
 
 
 def compute_buffers_vs_ubatch(model: Optional[str], methods: Sequence[str], depth: int, n_ubatches: Sequence[int],
-                              out_dir: Path, flash: Sequence[bool] = (False, True)) -> ResultLog:
+                              out_dir: Path, flash: Sequence[bool] = (False, True), n_gpu_layers: int = 0) -> ResultLog:
     """Compute buffers as llama.cpp reserves them for n_ctx = depth (no evaluation)."""
     log = ResultLog(Path(out_dir) / "speed-ubatch.jsonl", ("method", "depth", "flash", "n_ubatch"))
     n_ctx_train = n_ctx_train_of(model)
@@ -102,7 +103,8 @@ def compute_buffers_vs_ubatch(model: Optional[str], methods: Sequence[str], dept
             for method in methods:
                 if log.has(method=method, depth=depth, flash=_flash_name(fa), n_ubatch=n_ubatch):
                     continue
-                runner = build_runner(method, model, depth, n_ctx_train, n_ubatch=n_ubatch, flash_attn=fa)
+                runner = build_runner(method, model, depth, n_ctx_train, n_ubatch=n_ubatch, flash_attn=fa,
+                                      n_gpu_layers=n_gpu_layers)
                 log.append({"method": method, "depth": depth, "flash": _flash_name(fa), "n_ubatch": n_ubatch,
                             **_buffers_mib(runner.llm)})
                 del runner
@@ -125,7 +127,7 @@ def write_report(log: ResultLog, out_dir: Path, command: str, ubatch_log: Option
     methods = list(dict.fromkeys(r["method"] for r in log.records))
     flashes = [f for f in ("off", "on") if any(r.get("flash", "off") == f for r in log.records)]
     lines = ["# speed (best of the repetitions; 2 threads unless stated)", "", f"Command: `{command}`", "",
-             "KV cache (Self-Extend's includes its grouped-key cache) and compute buffers as llama.cpp "
+             "KV cache and compute buffers as llama.cpp "
              "allocated them (all buffer types); KV in use is the state size at the end of the run; peak RSS "
              "is the whole process during that one measurement (model load included). Memory is from the "
              "last repetition.", "",
@@ -162,14 +164,28 @@ def write_report(log: ResultLog, out_dir: Path, command: str, ubatch_log: Option
                 lines.append(f"| {n} | {sp / vp:.2f}x ({sfp} / {vfp}) | {sd / vd:.2f}x ({sfd} / {vfd}) "
                              f"| {buffers[0]} | {buffers[1]} | {kv} |")
     if ubatch_log is not None and ubatch_log.records:
-        lines += ["", f"Compute buffers (MiB) as reserved for n_ctx = {ubatch_log.records[0]['depth']}, "
-                  "against n_ubatch:", "",
-                  "| n_ubatch | flash | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
+        lines += ["", f"Memory (MiB) as reserved for n_ctx = {ubatch_log.records[0]['depth']}, against n_ubatch: "
+                  "compute buffers, KV cache, and both (no evaluation):", "",
+                  "| n_ubatch | flash | " + " | ".join(f"{m} compute" for m in methods) + " | "
+                  + " | ".join(f"{m} KV" for m in methods) + " | "
+                  + " | ".join(f"{m} KV + compute" for m in methods)
+                  + (" | Self-Extend over vanilla, KV + compute |" if "vanilla" in methods and "self-extend" in methods
+                     else " |"),
+                  "|---|---|" + "---|" * (3 * len(methods) + ("vanilla" in methods and "self-extend" in methods))]
         rows = {}
         for r in ubatch_log.records:
-            rows.setdefault((r["n_ubatch"], r["flash"]), {})[r["method"]] = r["compute"]
+            rows.setdefault((r["n_ubatch"], r["flash"]), {})[r["method"]] = r
         for (nu, f), by_method in sorted(rows.items()):
-            lines.append(f"| {nu} | {f} | " + " | ".join(str(by_method.get(m, "-")) for m in methods) + " |")
+            def cell(m, key):
+                r = by_method.get(m)
+                return "-" if r is None else f"{r['compute'] + r['context'] if key == 'both' else r[key]:.1f}"
+            cells = [cell(m, "compute") for m in methods] + [cell(m, "context") for m in methods] \
+                + [cell(m, "both") for m in methods]
+            if "vanilla" in methods and "self-extend" in methods:
+                s_r, v_r = by_method.get("self-extend"), by_method.get("vanilla")
+                cells.append(_ratio(s_r["compute"] + s_r["context"], v_r["compute"] + v_r["context"])
+                             if s_r and v_r else "-")
+            lines.append(f"| {nu} | {f} | " + " | ".join(cells) + " |")
     path = Path(out_dir) / "speed.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The GPU check: on a machine with an NVIDIA GPU and the CUDA toolkit (nvcc), in about
+# ten minutes:
+#   1. a CUDA build for this GPU's architecture only;
+#   2. the exactness tests (reference equivalence, per-layer Algorithm 1, the K cache
+#      under cache operations) with every layer offloaded;
+#   3. where each op of a Self-Extend graph runs (scripts/gpu_placement.py): with every
+#      layer offloaded, no Self-Extend op may fall back to the CPU;
+#   4. a 16k passkey with Self-Extend (default model);
+#   5. the speed ratios against vanilla at 8k and 16k, flash attention off and on.
+# Everything it prints is also kept under $OUT (default gpu-check/). A failed build
+# stops it; other steps that fail are listed at the end (exit status 1). Steps 3-5 need
+# the default model (fetched on first use, or in $SELFEXTEND_GGUF_CACHE already).
+#
+#   bash scripts/check_gpu.sh                 # CUDA_ARCH=89 bash scripts/check_gpu.sh to choose
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+OUT=${OUT:-gpu-check}
+mkdir -p "$OUT"
+PY=.venv/bin/python
+
+command -v nvidia-smi >/dev/null || { echo "check_gpu.sh: no nvidia-smi: not a machine with an NVIDIA GPU" >&2; exit 2; }
+command -v nvcc >/dev/null || { echo "check_gpu.sh: no nvcc: install the CUDA toolkit (or use scripts/check_cuda_build.sh to compile only)" >&2; exit 2; }
+ARCH=${CUDA_ARCH:-$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d '.')}
+nvidia-smi | tee "$OUT/nvidia-smi.txt"
+
+FAILED=()
+step() { echo; echo "== $1"; }
+# run NAME LOG COMMAND...: the command's output shown and kept in $OUT/LOG
+run() {
+    local name=$1 log=$2; shift 2
+    if ! "$@" > >(tee "$OUT/$log") 2>&1; then FAILED+=("$name"); fi
+}
+
+step "1. CUDA build for sm_$ARCH"
+CMAKE_ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=$ARCH" make install 2>&1 | tail -20 | tee "$OUT/build.txt"
+.venv/bin/selfextend-gguf info | tee "$OUT/system-info.txt"
+
+step "2. exactness, every layer offloaded"
+run "exactness tests" tests.txt env SELFEXTEND_TEST_N_GPU_LAYERS=-1 $PY -m pytest -q \
+    tests/test_reference_equivalence.py tests/test_layer_check.py tests/test_key_cache.py
+
+step "3. placement of the Self-Extend ops"
+run "placement, flash off" placement.txt $PY scripts/gpu_placement.py
+run "placement, flash on" placement-flash.txt $PY scripts/gpu_placement.py --flash-attn
+
+step "4. passkey at 16k"
+run "passkey" passkey.txt .venv/bin/selfextend-gguf eval passkey --methods self-extend --lengths 16k \
+    --depths 0.1,0.5,0.9 --trials 1 --flash-attn --n-gpu-layers -1 --out "$OUT/passkey"
+
+step "5. speed at 8k and 16k"
+run "speed" speed.txt .venv/bin/selfextend-gguf eval speed --depths 8k,16k --flash-attn off,on \
+    --n-gpu-layers -1 --decode 32 --out "$OUT/speed"
+
+echo
+if [ ${#FAILED[@]} -gt 0 ]; then
+    echo "check_gpu.sh: FAILED: ${FAILED[*]} (results in $OUT/)"
+    exit 1
+fi
+echo "check_gpu.sh: every step passed; results in $OUT/"
