@@ -39,6 +39,27 @@ llama_kv_cache * served_cache(llama_context * ctx) {
     return nullptr;
 }
 
+// Turn the cached keys of kv from group size g_from to g_to. Keys that could not be turned
+// may be partly turned: no cache is better than a wrong one, so it is cleared.
+bool regroup_or_clear(llama_context * ctx, llama_kv_cache * kv, int32_t g_from, int32_t g_to) {
+    if (kv == nullptr || llama_se_regroup_keys(*ctx, *kv, g_from, g_to)) {
+        return true;
+    }
+    LLAMA_LOG_ERROR("%s: the cached keys could not be turned to G = %d: clearing the cache\n", __func__, g_to);
+    llama_memory_clear(llama_get_memory(ctx), true);
+    return false;
+}
+
+// Reserve compute buffers for the current settings again on a path that already failed:
+// a further failure can only be logged.
+void reserve_after_failure(llama_context * ctx) {
+    try {
+        llama_se_access::reserve_now(*ctx);
+    } catch (const std::exception & err) {
+        LLAMA_LOG_ERROR("%s: reserving compute buffers failed too: %s\n", __func__, err.what());
+    }
+}
+
 }  // namespace
 
 int32_t llama_self_extend_supported(const llama_model * model) {
@@ -104,16 +125,8 @@ int32_t llama_set_self_extend(llama_context * ctx, int32_t n_group, int32_t n_wi
     const int32_t old_group  = cparams.se_n_group;
     const int32_t old_window = cparams.se_n_window;
     llama_kv_cache * kv = served_cache(ctx);
-    if (kv != nullptr && !llama_se_regroup_keys(*ctx, *kv, old_group, n_group)) {
-        // the keys may be partly turned: no cache is better than a wrong one; the
-        // scheduler ran another graph, so it is reserved again for the setting kept
-        LLAMA_LOG_ERROR("%s: the cached keys could not be turned to G = %d: clearing the cache\n", __func__, n_group);
-        llama_memory_clear(llama_get_memory(ctx), true);
-        try {
-            llama_se_access::reserve_now(*ctx);
-        } catch (const std::exception & err) {
-            LLAMA_LOG_ERROR("%s: reserving compute buffers failed too: %s\n", __func__, err.what());
-        }
+    if (!regroup_or_clear(ctx, kv, old_group, n_group)) {
+        reserve_after_failure(ctx); // the scheduler ran another graph: reserve for the setting kept
         return LLAMA_SE_ERR_REGROUP;
     }
 
@@ -126,15 +139,8 @@ int32_t llama_set_self_extend(llama_context * ctx, int32_t n_group, int32_t n_wi
         LLAMA_LOG_ERROR("%s: reserving compute buffers for Self-Extend failed: %s\n", __func__, err.what());
         cparams.se_n_group  = old_group;
         cparams.se_n_window = old_window;
-        if (kv != nullptr && !llama_se_regroup_keys(*ctx, *kv, n_group, old_group)) {
-            LLAMA_LOG_ERROR("%s: turning the cached keys back failed too: clearing the cache\n", __func__);
-            llama_memory_clear(llama_get_memory(ctx), true);
-        }
-        try {
-            llama_se_access::reserve_now(*ctx);
-        } catch (const std::exception & err2) {
-            LLAMA_LOG_ERROR("%s: restoring the previous reservation failed too: %s\n", __func__, err2.what());
-        }
+        regroup_or_clear(ctx, kv, n_group, old_group);
+        reserve_after_failure(ctx);
         return LLAMA_SE_ERR_RESERVE;
     }
     LLAMA_LOG_INFO("%s: Self-Extend %s (G = %d, W = %d)\n", __func__, n_group > 0 ? "on" : "off", n_group, n_window);

@@ -41,6 +41,7 @@
 #include "llama-se-hooks.h"
 #include "se-access.h"
 #include "se-arch-rules.h"
+#include "se-rotation.h"
 
 #include "llama-graph.h"
 #include "llama-impl.h"
@@ -56,14 +57,9 @@
 
 namespace {
 
-int32_t floor_div(int32_t a, int32_t b) {
-    const int32_t q = a / b;
-    return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
-}
-
 // dk(p) = p//G - p: the rotation from a key's true position to its grouped one
 int32_t grouped_key_delta(llama_pos p, int32_t G) {
-    return floor_div(p, G) - p;
+    return llama_se_cached_position(p, G) - p;
 }
 
 }  // namespace
@@ -208,7 +204,7 @@ void llm_graph_input_self_extend::set_input(const llama_ubatch * ubatch) {
 
     const int32_t G = n_group;
     const int32_t W = n_window;
-    const int32_t shift_q = W - floor_div(W, G);
+    const int32_t shift_q = W - llama_se_floor_div(W, G);
     const int64_t n_tokens = ubatch->n_tokens;
     const int64_t n_tps    = attn.kq_mask->ne[1];
     GGML_ASSERT(n_tps*attn.kq_mask->ne[3] == n_tokens);
@@ -220,7 +216,7 @@ void llm_graph_input_self_extend::set_input(const llama_ubatch * ubatch) {
     if (delta_q && delta_q->buffer) {
         int32_t * dq = (int32_t *) delta_q->data;
         for (int64_t t = 0; t < n_tokens; ++t) {
-            dq[t] = floor_div(ubatch->pos[t], G) + shift_q - ubatch->pos[t];
+            dq[t] = llama_se_floor_div(ubatch->pos[t], G) + shift_q - ubatch->pos[t];
         }
     }
     set_cell_deltas(delta_near, near_begin, ubatch, n_tps);
@@ -382,28 +378,22 @@ llm_graph_input_self_extend * llama_se_build_inp(const llm_graph_context & g, co
 
 namespace {
 
-// A pure rotation by the delta positions in `pos`, with the layer's own RoPE
-// parameters. ggml's rope scales cos/sin by attn_factor, and by a further
-// (1 + 0.1 ln(1/freq_scale)) when YaRN is on; the forward pass already applied that
-// magnitude once, so the delta rope must have unit magnitude.
-ggml_tensor * rope_delta(const llm_graph_context & g, ggml_tensor * x, ggml_tensor * pos,
-                         ggml_tensor * freq_factors, int il) {
-    const float unit_attn_factor = g.ext_factor != 0.0f
-        ? 1.0f / (1.0f + 0.1f * logf(1.0f / g.freq_scale))
-        : 1.0f;
-    ggml_tensor * r = ggml_rope_ext(g.ctx0, x, pos, freq_factors,
-            g.hparams.n_rot(il), g.hparams.rope_type, g.n_ctx_orig, g.freq_base, g.freq_scale,
-            g.ext_factor, unit_attn_factor, g.beta_fast, g.beta_slow);
-    // the same dims as the forward rope: the trailing ones for MiniCPM3, PLM, DeepSeek-V2
-    const int32_t first_dim = llama_se_rope_offset(g.arch, g.hparams, il);
-    return first_dim > 0 ? ggml_rope_set_offset(r, first_dim) : r;
+const llama_model & model_of(const llm_graph_input_self_extend * se) {
+    return llama_se_access::model(llama_se_access::cache(*se->attn.mctx));
+}
+
+// x [d, heads, n] turned by the position deltas `pos` with layer il's RoPE (se-rotation.h)
+ggml_tensor * rope_delta(const llm_graph_context & g, const llm_graph_input_self_extend * se, ggml_tensor * x,
+                         ggml_tensor * pos, int il) {
+    return llama_se_turn(g.ctx0, x, pos, model_of(se), g.cparams, il, /*whole_heads =*/ true, /*inplace =*/ false);
 }
 
 // Cached keys [d, heads_kv, n, n_stream] rotated per cell by `delta` (I32 [n*n_stream]),
 // in f32 and outside the Hadamard rotation of a quantized cache: the normal keys derived
 // from grouped ones, with no rounding beyond the cache's own.
-ggml_tensor * rotate_cached_keys(const llm_graph_context & g, ggml_tensor * k, ggml_tensor * k_rot,
-                                 ggml_tensor * delta, ggml_tensor * freq_factors, int il) {
+ggml_tensor * rotate_cached_keys(const llm_graph_context & g, const llm_graph_input_self_extend * se, ggml_tensor * k,
+                                 ggml_tensor * delta, int il) {
+    ggml_tensor * k_rot = se->attn.k_rot;
     // one row per cell where the cells are contiguous (ggml splits a copy's rows between threads)
     ggml_tensor * x = ggml_is_contiguous(k) ? ggml_reshape_2d(g.ctx0, k, k->ne[0]*k->ne[1], k->ne[2]*k->ne[3]) : k;
     x = ggml_cast(g.ctx0, x, GGML_TYPE_F32);
@@ -411,7 +401,7 @@ ggml_tensor * rotate_cached_keys(const llm_graph_context & g, ggml_tensor * k, g
         x = llama_mul_mat_hadamard(g.ctx0, ggml_reshape_4d(g.ctx0, x, k->ne[0], k->ne[1], k->ne[2], k->ne[3]), k_rot); // H^2 = I
     }
     x = ggml_reshape_3d(g.ctx0, x, k->ne[0], k->ne[1], k->ne[2]*k->ne[3]);
-    x = rope_delta(g, x, delta, freq_factors, il);
+    x = rope_delta(g, se, x, delta, il);
     return ggml_reshape_4d(g.ctx0, x, k->ne[0], k->ne[1], k->ne[2], k->ne[3]);
 }
 
@@ -621,11 +611,7 @@ void capture_layer(const llm_graph_context & g, ggml_tensor * q_roped, ggml_tens
 // Whether layer il of this graph caches grouped keys (and takes Self-Extend's attention).
 bool serves_layer(const llm_graph_context & g, const llm_graph_input_self_extend * se, int il) {
     return se != nullptr && !g.ubatch.is_pos_2d() && g.hparams.rope_type != LLAMA_ROPE_TYPE_NONE &&
-           llama_se_layer_takes(llama_se_access::model(llama_se_access::cache(*se->attn.mctx)), il);
-}
-
-ggml_tensor * rope_factors(const llm_graph_context & g, const llm_graph_input_self_extend * se, int il) {
-    return llama_se_access::model(llama_se_access::cache(*se->attn.mctx)).get_rope_factors(g.cparams, il);
+           llama_se_layer_takes(model_of(se), il);
 }
 
 ggml_tensor * self_extend_attn(
@@ -640,19 +626,18 @@ ggml_tensor * self_extend_attn(
         int           il) {
     ggml_context * ctx0 = g.ctx0;
     ggml_tensor * k_rot = se->attn.k_rot;
-    ggml_tensor * freq_factors = rope_factors(g, se, il);
     const int64_t n_kv = k->ne[2];
 
     // normal keys of the cells near some query, derived from their grouped ones
-    ggml_tensor * k_near = rotate_cached_keys(g, key_cells(ctx0, k, se->near_begin, n_kv - se->near_begin), k_rot,
-                                              se->delta_near, freq_factors, il);
+    ggml_tensor * k_near = rotate_cached_keys(g, se, key_cells(ctx0, k, se->near_begin, n_kv - se->near_begin),
+                                              se->delta_near, il);
     g.cb(k_near, "se_k_near", il);
 
     // grouped queries: the roped queries, rotated once more by dq (and into the cache's
     // Hadamard space when it has one: the cached grouped keys are H k_g)
     ggml_tensor * q_g = nullptr;
     if (se->delta_q) {
-        q_g = rope_delta(g, q_roped, se->delta_q, freq_factors, il);
+        q_g = rope_delta(g, se, q_roped, se->delta_q, il);
         if (k_rot) {
             q_g = llama_mul_mat_hadamard(ctx0, q_g, k_rot);
         }
@@ -680,7 +665,7 @@ ggml_tensor * llama_se_key_to_store(const llm_graph_context & g, llm_graph_input
     if (!serves_layer(g, se, il)) {
         return k_roped;
     }
-    ggml_tensor * k_g = rope_delta(g, k_roped, se->delta_k_new, rope_factors(g, se, il), il);
+    ggml_tensor * k_g = rope_delta(g, se, k_roped, se->delta_k_new, il);
     g.cb(k_g, "se_k_grouped_new", il);
     return k_g;
 }
@@ -703,7 +688,7 @@ ggml_tensor * llama_se_build_attn(
     }
 
     ggml_tensor * k_true = se->delta_all
-        ? rotate_cached_keys(g, k, se->attn.k_rot, se->delta_all, rope_factors(g, se, il), il) : nullptr;
+        ? rotate_cached_keys(g, se, k, se->delta_all, il) : nullptr;
     if (kq_b != nullptr && k_true == nullptr) {
         GGML_ABORT("Self-Extend: layer %d has a positional bias (kq_b); its architecture cannot be in se-arch-rules.cpp", il);
     }

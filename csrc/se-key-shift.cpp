@@ -4,6 +4,7 @@
 #include "llama-se-hooks.h"
 #include "se-access.h"
 #include "se-arch-rules.h"
+#include "se-rotation.h"
 
 #include "llama-context.h"
 #include "llama-graph.h"
@@ -13,20 +14,9 @@
 
 #include "ggml-backend.h"
 
-#include <cmath>
 #include <memory>
 
 namespace {
-
-int32_t floor_div(int32_t a, int32_t b) {
-    const int32_t q = a / b;
-    return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
-}
-
-// the position a cell's cached key is rotated to: p/G, or p itself for normal keys
-int32_t cached_position(llama_pos p, int32_t G) {
-    return G > 0 ? floor_div(p, G) : p;
-}
 
 // Per cell of every stream: the turn from the key cached for position p - shift with
 // group size g_from to the one for position p with g_to (0 for empty cells).
@@ -45,7 +35,8 @@ public:
                 const llama_kv_cells & cells = llama_se_access::cells(kv, s);
                 for (uint32_t i = 0; i < size; ++i) {
                     data[s*size + i] = cells.is_empty(i) ? 0
-                        : cached_position(cells.pos_get(i), g_to) - cached_position(cells.pos_get(i) - cells.get_shift(i), g_from);
+                        : llama_se_cached_position(cells.pos_get(i), g_to)
+                          - llama_se_cached_position(cells.pos_get(i) - cells.get_shift(i), g_from);
                 }
             }
         }
@@ -93,7 +84,7 @@ ggml_tensor * llama_se_build_shift_inp(const llama_kv_cache & kv, llm_graph_resu
 }
 
 // As llama.cpp's build_rope_shift, with the turn `shift` and a rotation of unit magnitude
-// (ggml's rope scales by the YaRN magnitude, which the cached key already has). k is
+// (se-rotation.h: ggml's rope scales by YaRN's magnitude, which the cached key has). k is
 // llama.cpp's view of the roped dims; a quantized cache is turned through whole heads
 // instead (the Hadamard rotation and the quantization blocks span the head).
 ggml_tensor * llama_se_build_shift(const llama_kv_cache & kv, ggml_context * ctx, const llama_cparams & cparams,
@@ -103,16 +94,8 @@ ggml_tensor * llama_se_build_shift(const llama_kv_cache & kv, ggml_context * ctx
     if (!llama_se_layer_takes(model, il)) {
         return nullptr;
     }
-    const float freq_scale = model.get_rope_freq_scale(cparams, il);
-    const float unit_attn_factor = cparams.yarn_ext_factor != 0.0f ? 1.0f / (1.0f + 0.1f * logf(1.0f / freq_scale)) : 1.0f;
-    auto rope = [&](ggml_tensor * x, bool inplace) {
-        auto * op = inplace ? ggml_rope_ext_inplace : ggml_rope_ext;
-        return op(ctx, x, shift, model.get_rope_factors(cparams, il), hp.n_rot(il), hp.rope_type,
-                  cparams.n_ctx_orig_yarn, model.get_rope_freq_base(cparams, il), freq_scale,
-                  cparams.yarn_ext_factor, unit_attn_factor, cparams.yarn_beta_fast, cparams.yarn_beta_slow);
-    };
     if (!ggml_is_quantized(k->type)) {
-        return rope(k, true);
+        return llama_se_turn(ctx, k, shift, model, cparams, il, /*whole_heads =*/ false, /*inplace =*/ true);
     }
     // whole heads: dequantize, out of the Hadamard rotation, turn the roped dims (the
     // trailing ones where the architecture ropes those), back, quantize
@@ -124,11 +107,7 @@ ggml_tensor * llama_se_build_shift(const llama_kv_cache & kv, ggml_context * ctx
     if (k_rot) {
         x = llama_mul_mat_hadamard(ctx, x, k_rot);
     }
-    x = rope(x, false);
-    const int32_t first_dim = llama_se_rope_offset(model.arch, hp, il);
-    if (first_dim > 0) {
-        x = ggml_rope_set_offset(x, first_dim);
-    }
+    x = llama_se_turn(ctx, x, shift, model, cparams, il, /*whole_heads =*/ true, /*inplace =*/ false);
     if (k_rot) {
         x = llama_mul_mat_hadamard(ctx, x, k_rot);
     }
