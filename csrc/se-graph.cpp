@@ -31,16 +31,20 @@
 // Several streams take the general form: every cell's normal key derived, both logits
 // merged everywhere.
 //
-// Two ways to attend: the logit form (grouped logits for every cell, the normal logits
-// of the near cells written over them, one softmax, values as llama.cpp's non-flash
-// attention; decoding with flash attention on sums its values with ggml's flash
-// attention over the logits, sum_values_by_flash), and with flash attention on for
-// ubatches of more than a few queries (few_queries) one flash attention over doubled
-// heads (flash_attn_grouped).
+// Ways to attend: with flash attention off, the logit form (grouped logits for every
+// cell, the normal logits of the near cells written over them, one softmax, values as
+// llama.cpp's non-flash attention). With flash attention on and the K and V cache in CPU
+// memory, the CPU kernel (se-flash-cpu.h, a ggml custom op: the cache's cells read in
+// place with the grouped queries, the near cells' normal keys with the roped queries, one
+// softmax; when decoding it turns the near keys itself, so nothing is derived per layer).
+// Elsewhere (a GPU) stock ops: one flash attention over doubled heads (flash_attn_grouped),
+// or for few queries (few_queries) the logit form, whose values ggml's flash attention sums
+// when decoding (sum_values_by_flash).
 
 #include "llama-se-hooks.h"
 #include "se-access.h"
 #include "se-arch-rules.h"
+#include "se-flash-cpu.h"
 #include "se-rotation.h"
 
 #include "llama-graph.h"
@@ -51,9 +55,12 @@
 #include "ggml-backend.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
 #include <utility>
 #include <vector>
-#include <cmath>
 
 namespace {
 
@@ -92,10 +99,28 @@ public:
     ggml_tensor * far     = nullptr;
     int64_t       far_end = 0;       // cells from here on are near every query that sees them
 
-    // flash attention over doubled heads (no logit matrix): the keys are the far copies of
-    // cells [0, far_end) followed by the near copies of cells [near_begin, n_kv), and
-    // this mask says which copy each query sees
+    // flash attention (no logit matrix) over the far copies of cells [0, far_end)
+    // followed by the near copies of cells [near_begin, n_kv): this mask says which copy
+    // each query sees. With the K and V cache in CPU memory one custom op reads both sets
+    // as they are (se-flash-cpu.h, cpu_flash); elsewhere one ggml flash attention over
+    // doubled heads (flash_attn_grouped)
     ggml_tensor * flash_mask = nullptr; // F16 [far_end + n_kv - near_begin, n_tps, 1, n_stream]
+    bool cpu_flash = false;
+    std::deque<llama_se_flash_params> flash_params; // the custom ops' parameters, one per layer
+
+    // The CPU kernel turns the near cells' grouped keys itself (llama_se_flash_params):
+    // the cos and sin of each cell's turn come from a table per graph and RoPE setting,
+    // ggml's rope (llama_se_turn) of unit vectors [n_rot, 1, cells] (turn_units, filled
+    // here: (1, 0) in each rotary pair). Layers with one setting share one table.
+    struct turn_table {
+        float base, scale;
+        const ggml_tensor * factors;
+        int32_t n_rot;
+        ggml_tensor * table;
+    };
+    std::vector<turn_table> turn_tables;
+    std::vector<ggml_tensor *> turn_units;
+    bool turn_neox = false;
 
     // normal keys of every cell (j - j/G), for llama.cpp's own attention where Self-Extend
     // does not apply to a graph whose cache holds grouped keys (non-causal attention) and
@@ -197,6 +222,20 @@ void llm_graph_input_self_extend::set_flash_mask(const llama_ubatch * ubatch) {
 
 void llm_graph_input_self_extend::set_input(const llama_ubatch * ubatch) {
     set_constants();
+    for (ggml_tensor * unit : turn_units) {
+        if (!unit->buffer) {
+            continue;
+        }
+        GGML_ASSERT(ggml_backend_buffer_is_host(unit->buffer));
+        const int64_t n_rot = unit->ne[0];
+        float * data = (float *) unit->data;
+        for (int64_t row = 0; row < unit->ne[2]; ++row) {
+            for (int64_t i = 0; i < n_rot; ++i) {
+                const bool first_of_pair = turn_neox ? i < n_rot/2 : i % 2 == 0;
+                data[row*n_rot + i] = first_of_pair ? 1.0f : 0.0f;
+            }
+        }
+    }
     if (delta_k_new == nullptr || !delta_k_new->buffer) {
         return; // no layer of this graph used Self-Extend
     }
@@ -319,6 +358,35 @@ bool few_queries(const llama_hparams & hparams, int64_t n_tps) {
     return n_tps*hparams.n_head() <= 2*hparams.n_embd_k_gqa();
 }
 
+// Whether Self-Extend's CPU flash kernel (se-flash-cpu.h) can serve this graph's layers:
+// every layer's K and V cache in CPU memory (a GPU backend does not take the custom op,
+// and would send it, with the cache, to the CPU), no ALiBi. SELFEXTEND_GGUF_FLASH_KERNEL=stock
+// takes the stock-op form instead (flash_attn_grouped, as on a GPU), for tests and comparison.
+bool cpu_flash_serves(const llm_graph_context & g, const llama_se_attn_source & src) {
+    const char * kernel = std::getenv("SELFEXTEND_GGUF_FLASH_KERNEL");
+    if (kernel != nullptr && std::strcmp(kernel, "stock") == 0) {
+        return false;
+    }
+    if (g.hparams.f_max_alibi_bias != 0.0f) {
+        return false;
+    }
+    auto on_cpu = [](const ggml_tensor * t) {
+        if (t == nullptr || t->buffer == nullptr || !ggml_backend_buffer_is_host(t->buffer)) {
+            return false;
+        }
+        // the CPU's own buffer type has no device; a GPU's host-visible memory (Metal,
+        // pinned host buffers) names its device, and attention there stays on the GPU
+        ggml_backend_dev_t dev = ggml_backend_buft_get_device(ggml_backend_buffer_get_type(t->buffer));
+        return dev == nullptr || ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_CPU;
+    };
+    for (const auto & layer : llama_se_access::kv_layers(llama_se_access::cache(*src.mctx))) {
+        if (!on_cpu(layer.k) || !on_cpu(layer.v)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 llm_graph_input_self_extend * llama_se_build_inp(const llm_graph_context & g, const llama_se_attn_source & src) {
     const llama_cparams & cparams = g.cparams;
     if (cparams.se_n_group <= 0 || cparams.training || src.kq_mask == nullptr || src.mctx == nullptr) {
@@ -364,9 +432,11 @@ llm_graph_input_self_extend * llama_se_build_inp(const llm_graph_context & g, co
     if (se->far_end > 0) {
         se->delta_q = new_input(GGML_TYPE_I32, g.n_tokens, 1, 1, "se_delta_q");
     }
-    // one flash attention over far and near copies of the cells (see flash_attn_grouped),
-    // unless the ubatch has few queries (decoding, a chat turn): then the logit form
-    if (cparams.flash_attn && (!few_queries(g.hparams, n_tps) || se->far_end == 0)) {
+    // flash attention over far and near copies of the cells: the CPU kernel for any
+    // ubatch; the stock-op form (flash_attn_grouped) unless the ubatch has few queries
+    // (decoding, a chat turn): then the logit form
+    se->cpu_flash = cparams.flash_attn && cpu_flash_serves(g, src);
+    if (cparams.flash_attn && (se->cpu_flash || !few_queries(g.hparams, n_tps) || se->far_end == 0)) {
         se->flash_mask = new_input(GGML_TYPE_F16, se->far_end + n_kv - se->near_begin, n_tps, n_stream,
                                    "se_flash_mask");
     } else if (se->far_end > se->near_begin) {
@@ -402,7 +472,60 @@ ggml_tensor * rotate_cached_keys(const llm_graph_context & g, const llm_graph_in
     }
     x = ggml_reshape_3d(g.ctx0, x, k->ne[0], k->ne[1], k->ne[2]*k->ne[3]);
     x = rope_delta(g, se, x, delta, il);
+    g.cb(x, "se_k_derived", il);
     return ggml_reshape_4d(g.ctx0, x, k->ne[0], k->ne[1], k->ne[2], k->ne[3]);
+}
+
+// Whether the CPU kernel turns layer il's near keys itself (se-flash-cpu.h): for few
+// queries (a prefill's tiles would turn each key once per tile of queries and head, where
+// deriving turns it once per KV head), the rope of a layer it can mirror (pairs of NORM or
+// NEOX, from the first dim) and keys cached outside any Hadamard rotation. SELFEXTEND_GGUF_FLASH_KERNEL=derived has the kernel read derived
+// keys instead, for tests and comparison.
+bool kernel_turns_keys(const llm_graph_context & g, const llm_graph_input_self_extend * se, int il) {
+    const char * kernel = std::getenv("SELFEXTEND_GGUF_FLASH_KERNEL");
+    if (kernel != nullptr && std::strcmp(kernel, "derived") == 0) {
+        return false;
+    }
+    const llama_model & model = model_of(se);
+    const int rope_type = g.hparams.rope_type;
+    return se->cpu_flash && !llama_se_flash_tiled(se->flash_mask->ne[1]) && se->attn.k_rot == nullptr &&
+           llama_se_rope_offset(model.arch, g.hparams, il) == 0 &&
+           (rope_type == LLAMA_ROPE_TYPE_NORM || rope_type == LLAMA_ROPE_TYPE_NEOX);
+}
+
+// The turn table of layer il (see llm_graph_input_self_extend::turn_table): F32
+// [n_rot, 1, cells from near_begin in every stream].
+ggml_tensor * turn_table_of(const llm_graph_context & g, llm_graph_input_self_extend * se, int il) {
+    const llama_model & model = model_of(se);
+    const llama_cparams & cparams = g.cparams;
+    const float base  = model.get_rope_freq_base(cparams, il);
+    const float scale = model.get_rope_freq_scale(cparams, il);
+    const ggml_tensor * factors = model.get_rope_factors(cparams, il);
+    const int32_t n_rot = g.hparams.n_rot(il);
+    for (const auto & t : se->turn_tables) {
+        if (t.base == base && t.scale == scale && t.factors == factors && t.n_rot == n_rot) {
+            return t.table;
+        }
+    }
+    const int64_t n = se->delta_near->ne[0];
+    ggml_tensor * unit = nullptr;
+    for (ggml_tensor * u : se->turn_units) {
+        if (u->ne[0] == n_rot) {
+            unit = u;
+        }
+    }
+    if (unit == nullptr) {
+        unit = ggml_new_tensor_3d(g.ctx0, GGML_TYPE_F32, n_rot, 1, n);
+        ggml_set_input(unit);
+        g.cb(unit, "se_turn_unit", -1);
+        se->turn_units.push_back(unit);
+    }
+    se->turn_neox = g.hparams.rope_type == LLAMA_ROPE_TYPE_NEOX;
+    ggml_tensor * table = llama_se_turn(g.ctx0, unit, se->delta_near, model, cparams, il,
+                                        /*whole_heads =*/ false, /*inplace =*/ false);
+    g.cb(table, "se_turn_table", il);
+    se->turn_tables.push_back({ base, scale, factors, n_rot, table });
+    return table;
 }
 
 // Split [d, heads, n_tokens] into [d, heads, n_tps, n_stream] and order it for mul_mat.
@@ -518,6 +641,61 @@ ggml_tensor * flash_attn_grouped(const llm_graph_context & g, llm_graph_input_se
     return ggml_reshape_2d(ctx0, cur, cur->ne[0]*cur->ne[1], cur->ne[2]*cur->ne[3]);
 }
 
+// Exact Self-Extend in one custom op on the CPU (se-flash-cpu.h): the far set is the
+// cache's cells [0, far_end) as they are, read with the grouped queries q_g; the near set
+// the derived keys k_near of cells [near_begin, n_kv), read with the roped queries q; the
+// flash mask picks one copy per visible cell. No copy of the cache, one dot product of
+// the head size per visible (query, cell).
+// With a turn table (kernel_turns_keys) the near set's keys are the cache's near cells as
+// they are, and k_near is not built.
+ggml_tensor * flash_attn_cpu(const llm_graph_context & g, llm_graph_input_self_extend * se,
+                             ggml_tensor * k_g, ggml_tensor * k_near, ggml_tensor * turn, ggml_tensor * v,
+                             ggml_tensor * q, ggml_tensor * q_g, ggml_tensor * sinks, float kq_scale, int il) {
+    ggml_context * ctx0 = g.ctx0;
+    const int64_t n_stream = k_g->ne[3];
+    const int64_t n_near   = k_g->ne[2] - se->near_begin;
+    const int64_t far_end  = se->far_end;
+    if (turn != nullptr) {
+        k_near = key_cells(ctx0, k_g, se->near_begin, n_near);
+    }
+    auto cells_first = [&](ggml_tensor * x) { return ggml_permute(ctx0, x, 0, 2, 1, 3); }; // [d, n, heads_kv, n_stream]
+
+    ggml_tensor * q_near = split_streams(ctx0, q, n_stream);
+    ggml_tensor * near[3] = { q_near, cells_first(k_near), cells_first(key_cells(ctx0, v, se->near_begin, n_near)) };
+    ggml_tensor * args[9] = {
+        // without a far set its sources repeat the near set's (the kernel reads none of them)
+        far_end > 0 ? split_streams(ctx0, q_g, n_stream)                 : near[0],
+        far_end > 0 ? cells_first(key_cells(ctx0, k_g, 0, far_end))      : near[1],
+        far_end > 0 ? cells_first(key_cells(ctx0, v, 0, far_end))        : near[2],
+        near[0], near[1], near[2], se->flash_mask, sinks, turn };
+
+    const int64_t n_head = q->ne[1], n_tps = q->ne[2]/n_stream, DV = v->ne[0];
+    llama_se_flash_params & params = se->flash_params.emplace_back();
+    params.scale   = kq_scale;
+    params.softcap = g.hparams.attn_soft_cap ? g.hparams.f_attn_logit_softcapping : 0.0f;
+    params.n_far   = far_end;
+    llama_se_flash_plan(params, n_tps, n_stream, g.cparams.n_threads);
+    params.turn_n_rot = turn ? (int32_t) turn->ne[0] : 0;
+    params.turn_neox  = se->turn_neox;
+    const int n_args = turn ? 9 : sinks ? 8 : 7;
+
+    ggml_tensor * cur = nullptr;
+    if (params.n_chunks == 1) {
+        cur = ggml_custom_4d(ctx0, GGML_TYPE_F32, DV, n_head, n_tps, n_stream,
+                             args, n_args, llama_se_flash_attn_cpu, GGML_N_TASKS_MAX, &params);
+    } else {
+        // the sinks enter in the reduction
+        args[7] = nullptr;
+        ggml_tensor * parts = ggml_custom_4d(ctx0, GGML_TYPE_F32, DV + 2, n_head, n_tps, n_stream*params.n_chunks,
+                                             args, turn ? 9 : 7, llama_se_flash_attn_cpu, GGML_N_TASKS_MAX, &params);
+        ggml_tensor * reduce_args[2] = { parts, sinks };
+        cur = ggml_custom_4d(ctx0, GGML_TYPE_F32, DV, n_head, n_tps, n_stream,
+                             reduce_args, sinks ? 2 : 1, llama_se_flash_reduce_cpu, GGML_N_TASKS_MAX, &params);
+    }
+    g.cb(cur, "se_flash_attn_cpu", il);
+    return ggml_reshape_2d(ctx0, cur, cur->ne[0]*cur->ne[1], cur->ne[2]*cur->ne[3]);
+}
+
 // Decoding (one query per stream) with untransposed values (flash attention on): the
 // softmax and the weighted sum of the values by ggml's flash attention, whose keys are
 // the logits themselves (a head dimension of 1, a query of 1). The values are read where
@@ -628,10 +806,15 @@ ggml_tensor * self_extend_attn(
     ggml_tensor * k_rot = se->attn.k_rot;
     const int64_t n_kv = k->ne[2];
 
-    // normal keys of the cells near some query, derived from their grouped ones
-    ggml_tensor * k_near = rotate_cached_keys(g, se, key_cells(ctx0, k, se->near_begin, n_kv - se->near_begin),
-                                              se->delta_near, il);
-    g.cb(k_near, "se_k_near", il);
+    // normal keys of the cells near some query: derived from their grouped ones here, or
+    // turned by the CPU kernel as it reads them
+    ggml_tensor * turn   = kernel_turns_keys(g, se, il) ? turn_table_of(g, se, il) : nullptr;
+    ggml_tensor * k_near = nullptr;
+    if (turn == nullptr) {
+        k_near = rotate_cached_keys(g, se, key_cells(ctx0, k, se->near_begin, n_kv - se->near_begin),
+                                    se->delta_near, il);
+        g.cb(k_near, "se_k_near", il);
+    }
 
     // grouped queries: the roped queries, rotated once more by dq (and into the cache's
     // Hadamard space when it has one: the cached grouped keys are H k_g)
@@ -644,9 +827,14 @@ ggml_tensor * self_extend_attn(
         g.cb(q_g, "se_q_grouped", il);
     }
 
-    ggml_tensor * cur = se->flash_mask
-        ? flash_attn_grouped(g, se, k, k_near, v, q_roped, q_g, sinks, kq_scale, il)
-        : attend(g, se, merged_logits(ctx0, se, k, k_near, q_roped, q_g), kq_mask, v, sinks, kq_scale, il);
+    ggml_tensor * cur = nullptr;
+    if (se->cpu_flash) {
+        cur = flash_attn_cpu(g, se, k, k_near, turn, v, q_roped, q_g, sinks, kq_scale, il);
+    } else if (se->flash_mask) {
+        cur = flash_attn_grouped(g, se, k, k_near, v, q_roped, q_g, sinks, kq_scale, il);
+    } else {
+        cur = attend(g, se, merged_logits(ctx0, se, k, k_near, q_roped, q_g), kq_mask, v, sinks, kq_scale, il);
+    }
 
     if (!g.cparams.offload_kqv) {
         // as in build_attn_mha: everything between the KV store and the output on the CPU

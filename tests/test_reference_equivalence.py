@@ -47,8 +47,16 @@ def test_matches_reference(references, arch, mode):
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "freq_factors"])
 @pytest.mark.parametrize("mode", ["one-shot", "uneven-chunks", "small-ubatch", "token-by-token"])
-def test_flash_path_matches_reference(references, arch, mode):
-    """flash_attn=True: one flash attention over doubled heads (few queries: the logit form)."""
+@pytest.mark.parametrize("kernel", ["cpu", "cpu-derived", "stock"])
+def test_flash_path_matches_reference(references, arch, mode, kernel, monkeypatch):
+    """flash_attn=True, each form: the CPU kernel (se-flash-cpu.h; few queries turn the near
+    keys in the kernel, ubatches of 16 or more queries take tiles), the same kernel reading
+    derived near keys, and the stock-op form a GPU takes (one flash attention over doubled
+    heads; few queries: the logit form). Uneven chunks mix 1, 5 and tiled ubatches."""
+    if kernel == "cpu":
+        monkeypatch.delenv("SELFEXTEND_GGUF_FLASH_KERNEL", raising=False)
+    else:
+        monkeypatch.setenv("SELFEXTEND_GGUF_FLASH_KERNEL", "derived" if kernel == "cpu-derived" else "stock")
     model, tokens, ref_se, _ = references[arch]
     options = dict(flash_attn=True)
     if mode == "one-shot":

@@ -1,0 +1,61 @@
+"""Which flash-attention form a Self-Extend graph takes on the CPU: the CPU kernel
+(se-flash-cpu.h, a ggml custom op) for prefill tiles and for decoding, with the near keys
+turned in the kernel when decoding; the stock-op form only when asked
+(SELFEXTEND_GGUF_FLASH_KERNEL=stock, what a GPU takes). Read from the names of the nodes
+that ggml's scheduler prints (GGML_SCHED_DEBUG=2), in a child process. The results of
+each form are checked against Algorithm 1 in test_reference_equivalence.py."""
+
+import collections
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+CHILD = r"""
+import sys
+from selfextend_gguf import Llama
+llm = Llama(sys.argv[1], n_ctx=256, n_batch=128, n_ubatch=128, flash_attn=True, group_size=6, neighbor_window=16)
+tokens = [3 + i % 250 for i in range(200)]
+llm.eval(tokens[:190])          # prefill: ubatches of 128 and 62 queries
+llm.eval(tokens[190:191])       # one decoding step
+"""
+
+NODE = re.compile(r"node #\s*\d+ \(\s*(\w+)\):\s+(\S+)")
+
+
+def node_names(model_path, kernel):
+    env = dict(os.environ, GGML_SCHED_DEBUG="2", SELFEXTEND_GGUF_DEBUG_LOG="1")
+    env.pop("SELFEXTEND_GGUF_FLASH_KERNEL", None)
+    if kernel:
+        env["SELFEXTEND_GGUF_FLASH_KERNEL"] = kernel
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(model_path)], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    names = collections.Counter()
+    for line in proc.stderr.splitlines():
+        m = NODE.search(line)
+        if m:
+            names[re.sub(r"-\d+$", "", m.group(2))] += 1
+    assert names, "the scheduler printed no nodes:\n" + proc.stderr[-2000:]
+    return names
+
+
+def test_cpu_takes_the_kernel(tiny_llama):
+    names = node_names(tiny_llama.path, None)
+    assert names["se_flash_attn_cpu"] > 0
+    assert names["se_turn_table"] > 0          # decoding: near keys turned in the kernel
+    assert names["se_k_derived"] > 0           # prefill tiles: near keys derived once per graph
+    assert names["se_flash_keys"] == 0         # no doubled-head copies of the cache
+
+
+@pytest.mark.parametrize("kernel", ["stock", "derived"])
+def test_forms_on_request(tiny_llama, kernel):
+    names = node_names(tiny_llama.path, kernel)
+    assert names["se_turn_table"] == 0
+    assert names["se_k_derived"] > 0
+    if kernel == "stock":
+        assert names["se_flash_attn_cpu"] == 0
+        assert names["se_flash_attn"] > 0      # ggml's flash attention over the copies
+    else:
+        assert names["se_flash_attn_cpu"] > 0
