@@ -5,9 +5,10 @@
 // queries per head:
 //   - few queries (decoding, short turns): one query row at a time, one dot product per
 //     visible (query, cell) with the key type's own vec_dot, values summed in f32;
-//   - many queries (prefill): tiles of queries of one head against tiles of keys, keys
-//     and values brought to f32 once per tile and multiplied as small matrices; a key
-//     tile that the mask hides from every query of the tile is skipped.
+//   - many queries (prefill): tiles of queries of the heads that share a KV head against
+//     tiles of keys, keys and values brought to f32 once per tile for those heads and
+//     multiplied as small matrices; a key tile that the mask hides from every query of
+//     the tile is skipped.
 // Both keep the online softmax (running max M, sum S, weighted values O) in f32.
 
 #include "se-flash-cpu.h"
@@ -23,7 +24,7 @@
 
 namespace {
 
-constexpr int64_t TILE_Q   = 32;  // queries of one head per tile (many queries)
+constexpr int64_t TILE_Q   = 32;  // queries per tile (many queries), for each head of a KV head
 constexpr int64_t TILE_KV  = 64;  // cells per key tile (many queries)
 constexpr int64_t BLOCK_KV = 32;  // cells whose logits are exponentiated together (few queries)
 
@@ -292,42 +293,48 @@ void attend_queries(const problem & p, int64_t stream, int64_t chunk) {
     }
 }
 
-// Queries [iq0, iq0 + nq) of one head against both sets, tile by tile.
-void attend_tile(const problem & p, int64_t iq0, int64_t nq, int64_t head, int64_t stream) {
-    const int64_t DK = p.DK, DV = p.DV;
-    const int64_t head_kv = head / p.head_ratio;
+// Queries [iq0, iq0 + nq) of every head that shares one KV head, against both sets, tile
+// by tile. A row is one (head, query): the tile of keys and values is brought to f32 once
+// for all the heads that read it, and the masks are per query.
+void attend_tile(const problem & p, int64_t iq0, int64_t nq, int64_t head_kv, int64_t stream) {
+    const int64_t DK = p.DK, DV = p.DV, R = p.head_ratio;
+    const int64_t n_rows = R*nq;
+    const int64_t max_rows = R*TILE_Q;
 
-    float * Q    = scratch(TILE_Q*DK + 2*TILE_Q*TILE_KV + TILE_Q*DV + TILE_KV*DV + TILE_KV*DK + 2*std::max(DK, DV) + 2*TILE_Q);
-    float * KQ   = Q + TILE_Q*DK;            // logits, then weights
-    float * MASK = KQ + TILE_Q*TILE_KV;
+    float * Q    = scratch(max_rows*DK + max_rows*TILE_KV + TILE_Q*TILE_KV + max_rows*DV + TILE_KV*DV +
+                           TILE_KV*DK + 2*std::max(DK, DV) + 2*max_rows);
+    float * KQ   = Q + max_rows*DK;          // logits, then weights
+    float * MASK = KQ + max_rows*TILE_KV;    // per query
     float * O    = MASK + TILE_Q*TILE_KV;
-    float * V    = O + TILE_Q*DV;            // a tile of values, one row per cell
+    float * V    = O + max_rows*DV;          // a tile of values, one row per cell
     float * KT   = V + TILE_KV*DV;           // a tile of keys, transposed: one row per dimension
     float * TMP  = KT + TILE_KV*DK;
     float * M    = TMP + 2*std::max(DK, DV);
-    float * S    = M + TILE_Q;
+    float * S    = M + max_rows;
 
-    std::fill(M, M + nq, -INFINITY);
-    std::fill(S, S + nq, 0.0f);
-    memset(O, 0, nq*DV*sizeof(float));
+    std::fill(M, M + n_rows, -INFINITY);
+    std::fill(S, S + n_rows, 0.0f);
+    memset(O, 0, n_rows*DV*sizeof(float));
 
     for (const key_set & set : p.sets) {
         if (set.n == 0) {
             continue;
         }
-        for (int64_t r = 0; r < nq; ++r) {
-            memcpy(Q + r*DK, query_row(set.q, iq0 + r, head, stream), DK*sizeof(float));
+        for (int64_t r = 0; r < R; ++r) {
+            for (int64_t t = 0; t < nq; ++t) {
+                memcpy(Q + (r*nq + t)*DK, query_row(set.q, iq0 + t, head_kv*R + r, stream), DK*sizeof(float));
+            }
         }
         for (int64_t c0 = 0; c0 < set.n; c0 += TILE_KV) {
             const int64_t nk = std::min(TILE_KV, set.n - c0);
 
             bool any = false;
-            for (int64_t r = 0; r < nq; ++r) {
-                const ggml_fp16_t * mrow = mask_row(p.mask, iq0 + r, stream) + set.col0 + c0;
-                float * m = MASK + r*TILE_KV;
-                for (int64_t t = 0; t < nk; ++t) {
-                    m[t] = GGML_CPU_FP16_TO_FP32(mrow[t]);
-                    any = any || m[t] != -INFINITY;
+            for (int64_t t = 0; t < nq; ++t) {
+                const ggml_fp16_t * mrow = mask_row(p.mask, iq0 + t, stream) + set.col0 + c0;
+                float * m = MASK + t*TILE_KV;
+                for (int64_t c = 0; c < nk; ++c) {
+                    m[c] = GGML_CPU_FP16_TO_FP32(mrow[c]);
+                    any = any || m[c] != -INFINITY;
                 }
                 std::fill(m + nk, m + TILE_KV, -INFINITY);
             }
@@ -335,10 +342,10 @@ void attend_tile(const problem & p, int64_t iq0, int64_t nq, int64_t head, int64
                 continue; // no query of the tile sees these cells in this set
             }
 
-            for (int64_t t = 0; t < nk; ++t) {
-                const float * k = key_f32(p, set, c0 + t, head_kv, stream, TMP + DK, TMP);
+            for (int64_t c = 0; c < nk; ++c) {
+                const float * k = key_f32(p, set, c0 + c, head_kv, stream, TMP + DK, TMP);
                 for (int64_t d = 0; d < DK; ++d) {
-                    KT[d*TILE_KV + t] = k[d];
+                    KT[d*TILE_KV + c] = k[d];
                 }
             }
             if (nk < TILE_KV) {
@@ -346,36 +353,41 @@ void attend_tile(const problem & p, int64_t iq0, int64_t nq, int64_t head, int64
                     std::fill(KT + d*TILE_KV + nk, KT + (d + 1)*TILE_KV, 0.0f);
                 }
             }
-            memset(KQ, 0, nq*TILE_KV*sizeof(float));
-            simd_gemm(KQ, Q, KT, (int) nq, (int) DK, (int) TILE_KV);
-            ggml_vec_scale_f32((int) (nq*TILE_KV), KQ, p.scale);
+            memset(KQ, 0, n_rows*TILE_KV*sizeof(float));
+            simd_gemm(KQ, Q, KT, (int) n_rows, (int) DK, (int) TILE_KV);
+            ggml_vec_scale_f32((int) (n_rows*TILE_KV), KQ, p.scale);
             if (p.softcap != 0.0f) {
-                ggml_vec_tanh_f32((int) (nq*TILE_KV), KQ, KQ);
-                ggml_vec_scale_f32((int) (nq*TILE_KV), KQ, p.softcap);
+                ggml_vec_tanh_f32((int) (n_rows*TILE_KV), KQ, KQ);
+                ggml_vec_scale_f32((int) (n_rows*TILE_KV), KQ, p.softcap);
             }
-            ggml_vec_add_f32((int) (nq*TILE_KV), KQ, KQ, MASK);
-
-            for (int64_t r = 0; r < nq; ++r) {
-                fold_block(TILE_KV, KQ + r*TILE_KV, M[r], S[r], O + r*DV, DV);
+            for (int64_t r = 0; r < R; ++r) {
+                ggml_vec_add_f32((int) (nq*TILE_KV), KQ + r*nq*TILE_KV, KQ + r*nq*TILE_KV, MASK);
             }
 
-            for (int64_t t = 0; t < nk; ++t) {
-                const float * v = row_f32(set.v, cell_row(set.v, c0 + t, head_kv, stream), V + t*DV, DV);
-                if (v != V + t*DV) {
-                    memcpy(V + t*DV, v, DV*sizeof(float));
+            for (int64_t row = 0; row < n_rows; ++row) {
+                fold_block(TILE_KV, KQ + row*TILE_KV, M[row], S[row], O + row*DV, DV);
+            }
+
+            for (int64_t c = 0; c < nk; ++c) {
+                const float * v = row_f32(set.v, cell_row(set.v, c0 + c, head_kv, stream), V + c*DV, DV);
+                if (v != V + c*DV) {
+                    memcpy(V + c*DV, v, DV*sizeof(float));
                 }
             }
             if (nk < TILE_KV) {
                 memset(V + nk*DV, 0, (TILE_KV - nk)*DV*sizeof(float));
             }
-            simd_gemm(O, KQ, V, (int) nq, (int) TILE_KV, (int) DV);
+            simd_gemm(O, KQ, V, (int) n_rows, (int) TILE_KV, (int) DV);
         }
     }
-    for (int64_t r = 0; r < nq; ++r) {
-        if (p.sinks) {
-            add_sink(p, head, M[r], S[r], O + r*DV);
+    for (int64_t r = 0; r < R; ++r) {
+        for (int64_t t = 0; t < nq; ++t) {
+            const int64_t row = r*nq + t, head = head_kv*R + r;
+            if (p.sinks) {
+                add_sink(p, head, M[row], S[row], O + row*DV);
+            }
+            write_row(p, iq0 + t, head, stream, S[row], O + row*DV);
         }
-        write_row(p, iq0 + r, head, stream, S[r], O + r*DV);
     }
 }
 
@@ -416,13 +428,14 @@ void llama_se_flash_attn_cpu(ggml_tensor * dst, int ith, int nth, void * userdat
         }
         return;
     }
-    // (query tile, head, stream) dealt out round robin: a causal mask makes later tiles
+    // (query tile, KV head, stream) dealt out round robin: a causal mask makes later tiles
     // longer, and dealing spreads them
-    const int64_t n_qt    = (p.n_q + TILE_Q - 1) / TILE_Q;
-    const int64_t n_tiles = n_qt*p.n_head*p.n_stream;
+    const int64_t n_head_kv = p.n_head / p.head_ratio;
+    const int64_t n_qt      = (p.n_q + TILE_Q - 1) / TILE_Q;
+    const int64_t n_tiles   = n_qt*n_head_kv*p.n_stream;
     for (int64_t t = ith; t < n_tiles; t += nth) {
         const int64_t iq0 = (t % n_qt)*TILE_Q;
-        attend_tile(p, iq0, std::min(TILE_Q, p.n_q - iq0), (t / n_qt) % p.n_head, t / (n_qt*p.n_head));
+        attend_tile(p, iq0, std::min(TILE_Q, p.n_q - iq0), (t / n_qt) % n_head_kv, t / (n_qt*n_head_kv));
     }
 }
 
