@@ -162,24 +162,31 @@ void fold_block(int64_t n, float * logits, float & M, float & S, float * O, int6
     S += (float) ggml_vec_soft_max_f32((int) n, logits, logits, M);
 }
 
-// the sink logit of a head (gpt-oss): one more term of the softmax, with no value
-void add_sink(const problem & p, int64_t head, float & M, float & S, float * O) {
-    const float s = ((const float *) p.sinks->data)[head];
-    if (s > M) {
-        const float ms = expf(M - s);
-        ggml_vec_scale_f32((int) p.DV, O, ms);
-        S = S*ms + 1.0f;
-        M = s;
-    } else {
-        S += expf(s - M);
+// A finished row (query iq, head) of one stream into dst [DV, n_head, n_q, n_stream] (as
+// ggml's flash attention lays it out): the sink logit of the head when there are sinks
+// (gpt-oss: one more term of the softmax, with no value), then O / S.
+void write_row(ggml_tensor * dst, const ggml_tensor * sinks, int64_t iq, int64_t head, int64_t stream,
+               float M, float S, float * O) {
+    const int64_t DV = dst->ne[0];
+    if (sinks) {
+        const float s = ((const float *) sinks->data)[head];
+        if (s > M) {
+            const float ms = expf(M - s);
+            ggml_vec_scale_f32((int) DV, O, ms);
+            S = S*ms + 1.0f;
+        } else {
+            S += expf(s - M);
+        }
     }
+    ggml_vec_scale_f32((int) DV, O, S == 0.0f ? 0.0f : 1.0f/S);
+    memcpy((char *) dst->data + head*dst->nb[1] + iq*dst->nb[2] + stream*dst->nb[3], O, DV*sizeof(float));
 }
 
-void write_row(const problem & p, int64_t iq, int64_t head, int64_t stream, float S, float * O) {
-    ggml_vec_scale_f32((int) p.DV, O, S == 0.0f ? 0.0f : 1.0f/S);
-    // as ggml's flash attention: dst [DV, n_head, n_q, n_stream]
-    char * out = (char *) p.dst->data + head*p.dst->nb[1] + iq*p.dst->nb[2] + stream*p.dst->nb[3];
-    memcpy(out, O, p.DV*sizeof(float));
+// The partial softmax [M, S, O] of (query iq, head, stream) in chunk `chunk`, in the
+// partials [DV + 2, n_head, n_q, n_stream*n_chunks] that llama_se_flash_reduce_cpu joins.
+float * partial_row(const ggml_tensor * parts, int64_t iq, int64_t head, int64_t stream, int64_t chunk,
+                    int64_t n_stream) {
+    return (float *) ((char *) parts->data + head*parts->nb[1] + iq*parts->nb[2] + (stream + chunk*n_stream)*parts->nb[3]);
 }
 
 // Every query and head of one stream over a chunk [c_begin, c_end) of the cells of both
@@ -224,13 +231,16 @@ void attend_queries(const problem & p, int64_t stream, int64_t chunk) {
             if (!any) {
                 continue; // no query sees these cells in this set
             }
+            bool seen[BLOCK_KV];   // by some query
             for (int64_t t = 0; t < nb; ++t) {
-                bool seen = false;
+                seen[t] = false;
                 for (int64_t qi = 0; qi < NQ; ++qi) {
-                    seen = seen || MV[qi*BLOCK_KV + t] != -INFINITY;
+                    seen[t] = seen[t] || MV[qi*BLOCK_KV + t] != -INFINITY;
                 }
+            }
+            for (int64_t t = 0; t < nb; ++t) {
                 for (int64_t hk = 0; hk < H_kv; ++hk) {
-                    const float * k = seen ? key_f32(p, set, b0 + t, hk, stream, K32, K32 + DK) : nullptr;
+                    const float * k = seen[t] ? key_f32(p, set, b0 + t, hk, stream, K32, K32 + DK) : nullptr;
                     for (int64_t qi = 0; qi < NQ; ++qi) {
                         const float mv = MV[qi*BLOCK_KV + t];
                         for (int64_t h = hk*R; h < (hk + 1)*R; ++h) {
@@ -252,11 +262,7 @@ void attend_queries(const problem & p, int64_t stream, int64_t chunk) {
                 fold_block(nb, L + row*BLOCK_KV, M[row], S[row], O + row*DV, DV);
             }
             for (int64_t t = 0; t < nb; ++t) {
-                bool seen = false;
-                for (int64_t qi = 0; qi < NQ; ++qi) {
-                    seen = seen || MV[qi*BLOCK_KV + t] != -INFINITY;
-                }
-                if (!seen) {
+                if (!seen[t]) {
                     continue;
                 }
                 for (int64_t hk = 0; hk < H_kv; ++hk) {
@@ -277,14 +283,9 @@ void attend_queries(const problem & p, int64_t stream, int64_t chunk) {
         for (int64_t h = 0; h < H; ++h) {
             const int64_t row = qi*H + h;
             if (p.n_chunks == 1) {
-                if (p.sinks) {
-                    add_sink(p, h, M[row], S[row], O + row*DV);
-                }
-                write_row(p, qi, h, stream, S[row], O + row*DV);
+                write_row(p.dst, p.sinks, qi, h, stream, M[row], S[row], O + row*DV);
             } else {
-                // partial [M, S, O] of (head, query, stream) in chunk `chunk`
-                float * out = (float *) ((char *) p.dst->data + h*p.dst->nb[1] + qi*p.dst->nb[2] +
-                                         (stream + chunk*p.n_stream)*p.dst->nb[3]);
+                float * out = partial_row(p.dst, qi, h, stream, chunk, p.n_stream);
                 out[0] = M[row];
                 out[1] = S[row];
                 memcpy(out + 2, O + row*DV, DV*sizeof(float));
@@ -383,10 +384,7 @@ void attend_tile(const problem & p, int64_t iq0, int64_t nq, int64_t head_kv, in
     for (int64_t r = 0; r < R; ++r) {
         for (int64_t t = 0; t < nq; ++t) {
             const int64_t row = r*nq + t, head = head_kv*R + r;
-            if (p.sinks) {
-                add_sink(p, head, M[row], S[row], O + row*DV);
-            }
-            write_row(p, iq0 + t, head, stream, S[row], O + row*DV);
+            write_row(p.dst, p.sinks, iq0 + t, head, stream, M[row], S[row], O + row*DV);
         }
     }
 }
@@ -449,10 +447,7 @@ void llama_se_flash_reduce_cpu(ggml_tensor * dst, int ith, int nth, void * userd
     const int64_t n_rows = n_head*n_q*n_stream;
     for (int64_t row = ith; row < n_rows; row += nth) {
         const int64_t head = row % n_head, iq = (row / n_head) % n_q, stream = row / (n_head*n_q);
-        auto part = [&](int64_t chunk) {
-            return (const float *) ((const char *) parts->data + head*parts->nb[1] + iq*parts->nb[2] +
-                                    (stream + chunk*n_stream)*parts->nb[3]);
-        };
+        auto part = [&](int64_t chunk) { return partial_row(parts, iq, head, stream, chunk, n_stream); };
         float M = -INFINITY;
         for (int64_t c = 0; c < params.n_chunks; ++c) {
             M = std::max(M, part(c)[0]);
@@ -470,17 +465,6 @@ void llama_se_flash_reduce_cpu(ggml_tensor * dst, int ith, int nth, void * userd
                 ggml_vec_mad_f32((int) DV, O, pc + 2, w);
             }
         }
-        if (sinks) {
-            const float s = ((const float *) sinks->data)[head];
-            if (s > M) {
-                const float ms = expf(M - s);
-                ggml_vec_scale_f32((int) DV, O, ms);
-                S = S*ms + 1.0f;
-            } else {
-                S += expf(s - M);
-            }
-        }
-        ggml_vec_scale_f32((int) DV, O, S == 0.0f ? 0.0f : 1.0f/S);
-        memcpy((char *) dst->data + head*dst->nb[1] + iq*dst->nb[2] + stream*dst->nb[3], O, DV*sizeof(float));
+        write_row(dst, sinks, iq, head, stream, M, S, O);
     }
 }

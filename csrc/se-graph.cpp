@@ -358,16 +358,20 @@ bool few_queries(const llama_hparams & hparams, int64_t n_tps) {
     return n_tps*hparams.n_head() <= 2*hparams.n_embd_k_gqa();
 }
 
+// SELFEXTEND_GGUF_FLASH_KERNEL=<form>: a flash-attention form asked for by name, for tests
+// and comparison ("stock": the stock-op form on the CPU too; "derived": the CPU kernel
+// reading derived near keys instead of turning them)
+bool flash_form_requested(const char * form) {
+    const char * kernel = std::getenv("SELFEXTEND_GGUF_FLASH_KERNEL");
+    return kernel != nullptr && std::strcmp(kernel, form) == 0;
+}
+
 // Whether Self-Extend's CPU flash kernel (se-flash-cpu.h) can serve this graph's layers:
 // every layer's K and V cache in CPU memory (a GPU backend does not take the custom op,
 // and would send it, with the cache, to the CPU), no ALiBi. SELFEXTEND_GGUF_FLASH_KERNEL=stock
 // takes the stock-op form instead (flash_attn_grouped, as on a GPU), for tests and comparison.
 bool cpu_flash_serves(const llm_graph_context & g, const llama_se_attn_source & src) {
-    const char * kernel = std::getenv("SELFEXTEND_GGUF_FLASH_KERNEL");
-    if (kernel != nullptr && std::strcmp(kernel, "stock") == 0) {
-        return false;
-    }
-    if (g.hparams.f_max_alibi_bias != 0.0f) {
+    if (flash_form_requested("stock") || g.hparams.f_max_alibi_bias != 0.0f) {
         return false;
     }
     auto on_cpu = [](const ggml_tensor * t) {
@@ -482,8 +486,7 @@ ggml_tensor * rotate_cached_keys(const llm_graph_context & g, const llm_graph_in
 // NEOX, from the first dim) and keys cached outside any Hadamard rotation. SELFEXTEND_GGUF_FLASH_KERNEL=derived has the kernel read derived
 // keys instead, for tests and comparison.
 bool kernel_turns_keys(const llm_graph_context & g, const llm_graph_input_self_extend * se, int il) {
-    const char * kernel = std::getenv("SELFEXTEND_GGUF_FLASH_KERNEL");
-    if (kernel != nullptr && std::strcmp(kernel, "derived") == 0) {
+    if (flash_form_requested("derived")) {
         return false;
     }
     const llama_model & model = model_of(se);
