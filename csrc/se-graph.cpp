@@ -37,9 +37,11 @@
 // memory, the CPU kernel (se-flash-cpu.h, a ggml custom op: the cache's cells read in
 // place with the grouped queries, the near cells' normal keys with the roped queries, one
 // softmax; when decoding it turns the near keys itself, so nothing is derived per layer).
-// Elsewhere (a GPU) stock ops: one flash attention over doubled heads (flash_attn_grouped),
-// or for few queries (few_queries) the logit form, whose values ggml's flash attention sums
-// when decoding (sum_values_by_flash).
+// Elsewhere (a GPU) stock ops: one flash attention over doubled heads (flash_attn_grouped,
+// its values padded with zeros to the doubled head size, which GPU kernels want equal to the
+// keys'), or the logit form: for few queries (few_queries), whose values ggml's flash
+// attention sums when decoding (sum_values_by_flash), and wherever the device holding the
+// cache does not take that flash attention's shapes (device_takes_grouped_flash).
 
 #include "llama-se-hooks.h"
 #include "se-access.h"
@@ -391,6 +393,60 @@ bool cpu_flash_serves(const llm_graph_context & g, const llama_se_attn_source & 
     return true;
 }
 
+namespace {
+
+// The type of the stock-op form's keys and values (flash_attn_grouped): the cache's own
+// where K and V share f16 or f32, else f32 (a quantized cache, or K and V of two types)
+ggml_type grouped_flash_type(ggml_type type_k, ggml_type type_v) {
+    const bool as_is = type_k == type_v && (type_k == GGML_TYPE_F16 || type_k == GGML_TYPE_F32);
+    return as_is ? type_k : GGML_TYPE_F32;
+}
+
+// Whether the devices that hold the K and V cache take the stock-op form's flash attention
+// (flash_attn_grouped) over n_cells copies of cells, with doubled heads when `doubled`. A
+// backend that does not would run the op, with the cache, on the CPU (CUDA takes heads of
+// up to 256 and 512 only with cells in multiples of 256, so a head of 256 doubled is
+// refused); the logit form then keeps the attention on the device. Asked of each layer's
+// device with a tensor of the op's shapes in a scratch context (no memory, no graph).
+bool device_takes_grouped_flash(const llm_graph_context & g, const llama_se_attn_source & src,
+                                int64_t n_cells, int64_t n_tps, int64_t n_stream, bool doubled) {
+    ggml_init_params params = { /*.mem_size =*/ 16*ggml_tensor_overhead(), /*.mem_buffer =*/ nullptr, /*.no_alloc =*/ true };
+    for (const auto & layer : llama_se_access::kv_layers(llama_se_access::cache(*src.mctx))) {
+        if (layer.k->buffer == nullptr) {
+            continue;
+        }
+        ggml_backend_dev_t dev = ggml_backend_buft_get_device(ggml_backend_buffer_get_type(layer.k->buffer));
+        if (dev == nullptr || ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_CPU) {
+            continue;
+        }
+        const llama_hparams & hp = g.hparams;
+        const int64_t d  = hp.n_embd_head_k(layer.il);
+        const int64_t dk = doubled ? 2*d : d;
+        const int64_t dv = doubled ? std::max<int64_t>(2*d, hp.n_embd_head_v(layer.il)) : hp.n_embd_head_v(layer.il);
+        const int64_t n_head_kv = hp.n_head_kv(layer.il);
+        const ggml_type type = grouped_flash_type(layer.k->type, layer.v->type);
+
+        ggml_context * ctx = ggml_init(params);
+        // as flash_attn_grouped lays them out: cells in dim 2, permuted into dim 1
+        ggml_tensor * q    = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, dk, n_tps, hp.n_head(layer.il), n_stream);
+        ggml_tensor * k    = ggml_new_tensor_4d(ctx, type, dk, n_head_kv, n_cells, n_stream);
+        ggml_tensor * v    = ggml_new_tensor_4d(ctx, type, dv, n_head_kv, n_cells, n_stream);
+        ggml_tensor * mask = ggml_new_tensor_4d(ctx, GGML_TYPE_F16, n_cells, n_tps, 1, n_stream);
+        ggml_tensor * fa   = ggml_flash_attn_ext(ctx, q, ggml_permute(ctx, k, 0, 2, 1, 3), ggml_permute(ctx, v, 0, 2, 1, 3),
+                                                 mask, 1.0f, hp.f_max_alibi_bias,
+                                                 hp.attn_soft_cap ? hp.f_attn_logit_softcapping : 0.0f);
+        ggml_prec_set_acc(fa, GGML_PREC_F32);
+        const bool takes = ggml_backend_dev_supports_op(dev, fa);
+        ggml_free(ctx);
+        if (!takes) {
+            return false;
+        }
+    }
+    return true;
+}
+
+}  // namespace
+
 llm_graph_input_self_extend * llama_se_build_inp(const llm_graph_context & g, const llama_se_attn_source & src) {
     const llama_cparams & cparams = g.cparams;
     if (cparams.se_n_group <= 0 || cparams.training || src.kq_mask == nullptr || src.mctx == nullptr) {
@@ -440,9 +496,11 @@ llm_graph_input_self_extend * llama_se_build_inp(const llm_graph_context & g, co
     // ubatch; the stock-op form (flash_attn_grouped) unless the ubatch has few queries
     // (decoding, a chat turn): then the logit form
     se->cpu_flash = cparams.flash_attn && cpu_flash_serves(g, src);
-    if (cparams.flash_attn && (se->cpu_flash || !few_queries(g.hparams, n_tps) || se->far_end == 0)) {
-        se->flash_mask = new_input(GGML_TYPE_F16, se->far_end + n_kv - se->near_begin, n_tps, n_stream,
-                                   "se_flash_mask");
+    const int64_t n_cells = se->far_end + n_kv - se->near_begin;
+    if (cparams.flash_attn && (se->cpu_flash ||
+            ((!few_queries(g.hparams, n_tps) || se->far_end == 0) &&
+             device_takes_grouped_flash(g, src, n_cells, n_tps, n_stream, se->far_end > 0)))) {
+        se->flash_mask = new_input(GGML_TYPE_F16, n_cells, n_tps, n_stream, "se_flash_mask");
     } else if (se->far_end > se->near_begin) {
         se->near = new_input(GGML_TYPE_F32, se->far_end - se->near_begin, n_tps, n_stream, "se_near");
         se->far  = new_input(GGML_TYPE_F32, se->far_end - se->near_begin, n_tps, n_stream, "se_far");
@@ -603,31 +661,40 @@ ggml_tensor * flash_attn_grouped(const llm_graph_context & g, llm_graph_input_se
     const int64_t d         = k_g->ne[0];
     const int64_t n_head_kv = k_g->ne[1];
     const int64_t n_stream  = k_g->ne[3];
+    const int64_t dv        = v->ne[0];
     const int64_t far_end   = se->far_end;
     const int64_t n_near    = k_near->ne[2];
 
-    // the CPU's tiled flash kernel takes f16 or f32 keys and values of one type: other
-    // caches (quantized, or K and V of different types) are read as f32
-    const bool as_is = k_g->type == v->type && (k_g->type == GGML_TYPE_F16 || k_g->type == GGML_TYPE_F32);
-    const ggml_type type = as_is ? k_g->type : GGML_TYPE_F32;
+    const ggml_type type = grouped_flash_type(k_g->type, v->type);
     auto typed = [&](ggml_tensor * x) { return x->type == type ? x : ggml_cast(ctx0, x, type); };
 
     ggml_tensor * keys    = typed(k_near);
     ggml_tensor * values  = typed(v);
     ggml_tensor * queries = q;
     if (far_end > 0) {
-        // the zero halves: one graph input, as large as the larger of them
-        ggml_tensor * zero = se->constant(ctx0, se->zeros, type, d*n_head_kv*std::max(far_end, n_near)*n_stream);
-        auto zeros = [&](int64_t n) {
+        // the zero halves of the keys and the values' padding: one graph input, as large
+        // as the largest of them
+        const int64_t n_cells = far_end + n_near;
+        const int64_t pad_v   = 2*d - dv;
+        ggml_tensor * zero = se->constant(ctx0, se->zeros, type,
+                                          std::max(d*std::max(far_end, n_near), pad_v*n_cells)*n_head_kv*n_stream);
+        auto zeros = [&](int64_t width, int64_t n) {
             const size_t es = ggml_element_size(zero);
-            return ggml_view_4d(ctx0, zero, d, n_head_kv, n, n_stream, d*es, d*n_head_kv*es, d*n_head_kv*n*es, 0);
+            return ggml_view_4d(ctx0, zero, width, n_head_kv, n, n_stream,
+                                width*es, width*n_head_kv*es, width*n_head_kv*n*es, 0);
         };
 
-        ggml_tensor * keys_far  = ggml_concat(ctx0, zeros(far_end), typed(key_cells(ctx0, k_g, 0, far_end)), 0);
-        ggml_tensor * keys_near = ggml_concat(ctx0, keys, zeros(n_near), 0);
+        ggml_tensor * keys_far  = ggml_concat(ctx0, zeros(d, far_end), typed(key_cells(ctx0, k_g, 0, far_end)), 0);
+        ggml_tensor * keys_near = ggml_concat(ctx0, keys, zeros(d, n_near), 0);
         keys    = ggml_concat(ctx0, keys_far, keys_near, 2);
         values  = ggml_concat(ctx0, typed(key_cells(ctx0, v, 0, far_end)),
                               typed(key_cells(ctx0, v, se->near_begin, n_near)), 2);
+        if (pad_v > 0) {
+            // values as wide as the keys: GPU flash kernels take equal head sizes only (CUDA
+            // sends a K head of 2d with a V head of d to the CPU); the zeros add nothing
+            values = ggml_concat(ctx0, values, zeros(pad_v, n_cells), 0);
+            g.cb(values, "se_flash_values", il);
+        }
         queries = ggml_concat(ctx0, q, q_g, 0);                              // [2d, heads, n_tokens]
     }
     // else: every visible cell is near every query, and the near copies are all the cells
@@ -641,6 +708,11 @@ ggml_tensor * flash_attn_grouped(const llm_graph_context & g, llm_graph_input_se
     ggml_flash_attn_ext_add_sinks(cur, sinks);
     ggml_prec_set_acc(cur, GGML_PREC_F32);
     g.cb(cur, "se_flash_attn", il);
+    if (cur->ne[0] != dv) {
+        // the padded values' part of each head's output: zeros
+        cur = ggml_cont(ctx0, ggml_view_4d(ctx0, cur, dv, cur->ne[1], cur->ne[2], cur->ne[3],
+                                           cur->nb[1], cur->nb[2], cur->nb[3], 0));
+    }
     return ggml_reshape_2d(ctx0, cur, cur->ne[0]*cur->ne[1], cur->ne[2]*cur->ne[3]);
 }
 

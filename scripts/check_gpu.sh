@@ -13,12 +13,21 @@
 # the default model (fetched on first use, or in $SELFEXTEND_GGUF_CACHE already).
 #
 #   bash scripts/check_gpu.sh                 # CUDA_ARCH=89 bash scripts/check_gpu.sh to choose
+#
+# By default the build goes into make install's .venv (which fetches the build tools from
+# the package index). On a machine without the package index, name a Python whose
+# environment has them (scikit-build-core, pybind11, cmake, ninja, numpy, pytest, gguf)
+# and give the llama.cpp source in vendor/llama.cpp (cmake/llama_source.py --vendor):
+#   PY=python3 bash scripts/check_gpu.sh      # builds into that environment, no downloads
+# SKIP_BUILD=1 reuses the last build; STEPS="3 4" runs only those steps (after the build);
+# STEP_TIMEOUT=S stops any one step after S seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OUT=${OUT:-gpu-check}
 mkdir -p "$OUT"
-PY=.venv/bin/python
+STEP_TIMEOUT=${STEP_TIMEOUT:-0}     # 0: no limit
+STEPS=" ${STEPS:-1 2 3 4 5} "
 
 command -v nvidia-smi >/dev/null || { echo "check_gpu.sh: no nvidia-smi: not a machine with an NVIDIA GPU" >&2; exit 2; }
 command -v nvcc >/dev/null || { echo "check_gpu.sh: no nvcc: install the CUDA toolkit (or use scripts/check_cuda_build.sh to compile only)" >&2; exit 2; }
@@ -26,33 +35,47 @@ ARCH=${CUDA_ARCH:-$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | h
 nvidia-smi | tee "$OUT/nvidia-smi.txt"
 
 FAILED=()
-step() { echo; echo "== $1"; }
+# step "N. title": true when step N is among $STEPS (the build, step 1, always runs unless SKIP_BUILD)
+step() { echo; echo "== $1"; [[ "$STEPS" == *" ${1%%.*} "* ]] || { echo "(not in STEPS)"; return 1; }; }
 # run NAME LOG COMMAND...: the command's output shown and kept in $OUT/LOG
 run() {
     local name=$1 log=$2; shift 2
-    if ! "$@" > >(tee "$OUT/$log") 2>&1; then FAILED+=("$name"); fi
+    if ! timeout -k 5 "$STEP_TIMEOUT" "$@" > >(tee "$OUT/$log") 2>&1; then FAILED+=("$name"); fi
 }
 
-step "1. CUDA build for sm_$ARCH"
-CMAKE_ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=$ARCH" make install 2>&1 | tail -20 | tee "$OUT/build.txt"
-.venv/bin/selfextend-gguf info | tee "$OUT/system-info.txt"
+CUDA_CMAKE_ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=$ARCH"
+echo; echo "== 1. CUDA build for sm_$ARCH"
+if [ -n "${SKIP_BUILD:-}" ]; then
+    echo "SKIP_BUILD: using the last build"
+elif [ -n "${PY:-}" ]; then
+    CMAKE_ARGS="$CUDA_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) "$PY" -m pip install -q \
+        --disable-pip-version-check --no-build-isolation --no-deps --no-index -e . 2>&1 | tail -20 | tee "$OUT/build.txt"
+else
+    CMAKE_ARGS="$CUDA_CMAKE_ARGS" make install 2>&1 | tail -20 | tee "$OUT/build.txt"
+fi
+PY=${PY:-.venv/bin/python}
+SEGGUF=("$PY" -m selfextend_gguf)
+"${SEGGUF[@]}" info | tee "$OUT/system-info.txt"
 
-step "2. exactness, every layer offloaded"
-run "exactness tests" tests.txt env SELFEXTEND_TEST_N_GPU_LAYERS=-1 $PY -m pytest -q \
-    tests/test_reference_equivalence.py tests/test_layer_check.py tests/test_key_cache.py
+if step "2. exactness, every layer offloaded"; then
+    run "exactness tests" tests.txt env SELFEXTEND_TEST_N_GPU_LAYERS=-1 $PY -m pytest -q \
+        tests/test_reference_equivalence.py tests/test_layer_check.py tests/test_key_cache.py
+fi
 
-step "3. placement of the Self-Extend ops"
-run "placement, flash off" placement.txt $PY scripts/gpu_placement.py
-run "placement, flash on" placement-flash.txt $PY scripts/gpu_placement.py --flash-attn
+if step "3. placement of the Self-Extend ops"; then
+    run "placement, flash off" placement.txt $PY scripts/gpu_placement.py
+    run "placement, flash on" placement-flash.txt $PY scripts/gpu_placement.py --flash-attn
+fi
 
-step "4. passkey at 16k"
-run "passkey" passkey.txt .venv/bin/selfextend-gguf eval passkey --methods self-extend --lengths 16k \
-    --depths 0.1,0.5,0.9 --trials 1 --flash-attn --n-gpu-layers -1 --out "$OUT/passkey"
+if step "4. passkey at 16k"; then
+    run "passkey" passkey.txt "${SEGGUF[@]}" eval passkey --methods self-extend --lengths 16k \
+        --depths 0.1,0.5,0.9 --trials 1 --flash-attn --n-gpu-layers -1 --out "$OUT/passkey"
+fi
 
-step "5. speed at 8k and 16k"
-run "speed" speed.txt .venv/bin/selfextend-gguf eval speed --depths 8k,16k --flash-attn off,on \
-    --n-gpu-layers -1 --decode 32 --out "$OUT/speed"
-
+if step "5. speed at 8k and 16k"; then
+    run "speed" speed.txt "${SEGGUF[@]}" eval speed --depths 8k,16k --flash-attn off,on \
+        --n-gpu-layers -1 --decode 32 --out "$OUT/speed"
+fi
 echo
 if [ ${#FAILED[@]} -gt 0 ]; then
     echo "check_gpu.sh: FAILED: ${FAILED[*]} (results in $OUT/)"

@@ -23,21 +23,27 @@ llm.eval(tokens[190:191])       # one decoding step
 """
 
 NODE = re.compile(r"node #\s*\d+ \(\s*(\w+)\):\s+(\S+)")
+SIZE = re.compile(r"\(\s*(\d+[KMG]?)\)")
 
 
-def node_names(model_path, kernel):
+def scheduler_log(model_path, kernel):
     env = dict(os.environ, GGML_SCHED_DEBUG="2", SELFEXTEND_GGUF_DEBUG_LOG="1")
     env.pop("SELFEXTEND_GGUF_FLASH_KERNEL", None)
     if kernel:
         env["SELFEXTEND_GGUF_FLASH_KERNEL"] = kernel
     proc = subprocess.run([sys.executable, "-c", CHILD, str(model_path)], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stderr
+
+
+def node_names(model_path, kernel):
+    log = scheduler_log(model_path, kernel)
     names = collections.Counter()
-    for line in proc.stderr.splitlines():
+    for line in log.splitlines():
         m = NODE.search(line)
         if m:
             names[re.sub(r"-\d+$", "", m.group(2))] += 1
-    assert names, "the scheduler printed no nodes:\n" + proc.stderr[-2000:]
+    assert names, "the scheduler printed no nodes:\n" + log[-2000:]
     return names
 
 
@@ -59,3 +65,17 @@ def test_forms_on_request(tiny_llama, kernel):
         assert names["se_flash_attn"] > 0      # ggml's flash attention over the copies
     else:
         assert names["se_flash_attn_cpu"] > 0
+
+
+def test_stock_form_gives_values_the_keys_head_size(tiny_llama):
+    """GPU flash kernels take equal K and V head sizes only (CUDA sent the doubled-head
+    keys with values of the plain head size to the CPU): the stock-op form pads the values
+    with zeros to the keys' head size. Node sizes as the scheduler prints them: the flash
+    attention's sources are the queries, keys, values and mask, after its own size."""
+    log = scheduler_log(tiny_llama.path, "stock")
+    flash = [line for line in log.splitlines() if re.search(r"\(\s*FLASH_ATTN\w*\):\s+se_flash_attn-", line)]
+    assert flash
+    for line in flash:
+        sizes = SIZE.findall(line.split("use=")[1])
+        assert len(sizes) >= 3 and sizes[1] == sizes[2], line
+    assert "se_flash_values" in log
