@@ -362,7 +362,8 @@ bool few_queries(const llama_hparams & hparams, int64_t n_tps) {
 
 // SELFEXTEND_GGUF_FLASH_KERNEL=<form>: a flash-attention form asked for by name, for tests
 // and comparison ("stock": the stock-op form on the CPU too; "derived": the CPU kernel
-// reading derived near keys instead of turning them)
+// reading derived near keys instead of turning them; "logits": the logit form that a
+// device refusing the stock-op form's shapes takes)
 bool flash_form_requested(const char * form) {
     const char * kernel = std::getenv("SELFEXTEND_GGUF_FLASH_KERNEL");
     return kernel != nullptr && std::strcmp(kernel, form) == 0;
@@ -373,7 +374,7 @@ bool flash_form_requested(const char * form) {
 // and would send it, with the cache, to the CPU), no ALiBi. SELFEXTEND_GGUF_FLASH_KERNEL=stock
 // takes the stock-op form instead (flash_attn_grouped, as on a GPU), for tests and comparison.
 bool cpu_flash_serves(const llm_graph_context & g, const llama_se_attn_source & src) {
-    if (flash_form_requested("stock") || g.hparams.f_max_alibi_bias != 0.0f) {
+    if (flash_form_requested("stock") || flash_form_requested("logits") || g.hparams.f_max_alibi_bias != 0.0f) {
         return false;
     }
     auto on_cpu = [](const ggml_tensor * t) {
@@ -499,6 +500,7 @@ llm_graph_input_self_extend * llama_se_build_inp(const llm_graph_context & g, co
     const int64_t n_cells = se->far_end + n_kv - se->near_begin;
     if (cparams.flash_attn && (se->cpu_flash ||
             ((!few_queries(g.hparams, n_tps) || se->far_end == 0) &&
+             !flash_form_requested("logits") &&
              device_takes_grouped_flash(g, src, n_cells, n_tps, n_stream, se->far_end > 0)))) {
         se->flash_mask = new_input(GGML_TYPE_F16, n_cells, n_tps, n_stream, "se_flash_mask");
     } else if (se->far_end > se->near_begin) {

@@ -1,7 +1,8 @@
 """Which flash-attention form a Self-Extend graph takes on the CPU: the CPU kernel
 (se-flash-cpu.h, a ggml custom op) for prefill tiles and for decoding, with the near keys
 turned in the kernel when decoding; the stock-op form only when asked
-(SELFEXTEND_GGUF_FLASH_KERNEL=stock, what a GPU takes). Read from the names of the nodes
+(SELFEXTEND_GGUF_FLASH_KERNEL=stock, what a GPU takes), and the logit form for every
+ubatch likewise (=logits, what a device refusing the stock-op form's shapes takes). Read from the names of the nodes
 that ggml's scheduler prints (GGML_SCHED_DEBUG=2), in a child process. The results of
 each form are checked against Algorithm 1 in test_reference_equivalence.py."""
 
@@ -55,7 +56,7 @@ def test_cpu_takes_the_kernel(tiny_llama):
     assert names["se_flash_keys"] == 0         # no doubled-head copies of the cache
 
 
-@pytest.mark.parametrize("kernel", ["stock", "derived"])
+@pytest.mark.parametrize("kernel", ["stock", "derived", "logits"])
 def test_forms_on_request(tiny_llama, kernel):
     names = node_names(tiny_llama.path, kernel)
     assert names["se_turn_table"] == 0
@@ -63,6 +64,9 @@ def test_forms_on_request(tiny_llama, kernel):
     if kernel == "stock":
         assert names["se_flash_attn_cpu"] == 0
         assert names["se_flash_attn"] > 0      # ggml's flash attention over the copies
+    elif kernel == "logits":
+        assert names["se_flash_attn_cpu"] == 0 and names["se_flash_attn"] == 0
+        assert names["se_flash_keys"] == 0
     else:
         assert names["se_flash_attn_cpu"] > 0
 

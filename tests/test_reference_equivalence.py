@@ -52,16 +52,18 @@ def test_matches_reference(references, arch, mode):
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "freq_factors"])
 @pytest.mark.parametrize("mode", ["one-shot", "uneven-chunks", "small-ubatch", "token-by-token"])
-@pytest.mark.parametrize("kernel", ["cpu", "cpu-derived", "stock"])
+@pytest.mark.parametrize("kernel", ["cpu", "cpu-derived", "stock", "logits"])
 def test_flash_path_matches_reference(references, arch, mode, kernel, monkeypatch):
     """flash_attn=True, each form: the CPU kernel (se-flash-cpu.h; few queries turn the near
     keys in the kernel, ubatches of 16 or more queries take tiles), the same kernel reading
-    derived near keys, and the stock-op form a GPU takes (one flash attention over doubled
-    heads; few queries: the logit form). Uneven chunks mix 1, 5 and tiled ubatches."""
+    derived near keys, the stock-op form a GPU takes (one flash attention over doubled
+    heads; few queries: the logit form), and the logit form for every ubatch (what a device
+    that refuses the stock-op form's shapes takes, with the flash-attention cache layout).
+    Uneven chunks mix 1, 5 and tiled ubatches."""
     if kernel == "cpu":
         monkeypatch.delenv("SELFEXTEND_GGUF_FLASH_KERNEL", raising=False)
     else:
-        monkeypatch.setenv("SELFEXTEND_GGUF_FLASH_KERNEL", "derived" if kernel == "cpu-derived" else "stock")
+        monkeypatch.setenv("SELFEXTEND_GGUF_FLASH_KERNEL", {"cpu-derived": "derived"}.get(kernel, kernel))
     model, tokens, ref_se, _ = references[arch]
     chunks, feed = FEEDS[mode]
     got = engine_logits(model, tokens, chunks, flash_attn=True, **feed)
