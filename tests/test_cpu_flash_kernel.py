@@ -72,7 +72,7 @@ def test_forms_on_request(tiny_llama, kernel):
 
 
 def test_stock_form_gives_values_the_keys_head_size(tiny_llama):
-    """GPU flash kernels take equal K and V head sizes only (CUDA sent the doubled-head
+    """GPU flash kernels want equal K and V head sizes (CUDA sent the doubled-head
     keys with values of the plain head size to the CPU): the stock-op form pads the values
     with zeros to the keys' head size. Node sizes as the scheduler prints them: the flash
     attention's sources are the queries, keys, values and mask, after its own size."""
