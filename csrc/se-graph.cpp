@@ -369,6 +369,17 @@ bool flash_form_requested(const char * form) {
     return kernel != nullptr && std::strcmp(kernel, form) == 0;
 }
 
+// The device other than the CPU whose memory holds t, or nullptr where t is in the CPU's
+// memory (the CPU's own buffer type has no device; a GPU's host-visible memory, Metal's or
+// pinned host buffers, names its device) or not allocated
+static ggml_backend_dev_t accelerator_of(const ggml_tensor * t) {
+    if (t == nullptr || t->buffer == nullptr) {
+        return nullptr;
+    }
+    ggml_backend_dev_t dev = ggml_backend_buft_get_device(ggml_backend_buffer_get_type(t->buffer));
+    return dev == nullptr || ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_CPU ? nullptr : dev;
+}
+
 // Whether Self-Extend's CPU flash kernel (se-flash-cpu.h) can serve this graph's layers:
 // every layer's K and V cache in CPU memory (a GPU backend does not take the custom op,
 // and would send it, with the cache, to the CPU), no ALiBi. SELFEXTEND_GGUF_FLASH_KERNEL=stock
@@ -378,13 +389,8 @@ bool cpu_flash_serves(const llm_graph_context & g, const llama_se_attn_source & 
         return false;
     }
     auto on_cpu = [](const ggml_tensor * t) {
-        if (t == nullptr || t->buffer == nullptr || !ggml_backend_buffer_is_host(t->buffer)) {
-            return false;
-        }
-        // the CPU's own buffer type has no device; a GPU's host-visible memory (Metal,
-        // pinned host buffers) names its device, and attention there stays on the GPU
-        ggml_backend_dev_t dev = ggml_backend_buft_get_device(ggml_backend_buffer_get_type(t->buffer));
-        return dev == nullptr || ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_CPU;
+        return t != nullptr && t->buffer != nullptr && ggml_backend_buffer_is_host(t->buffer) &&
+               accelerator_of(t) == nullptr;
     };
     for (const auto & layer : llama_se_access::kv_layers(llama_se_access::cache(*src.mctx))) {
         if (!on_cpu(layer.k) || !on_cpu(layer.v)) {
@@ -403,35 +409,50 @@ ggml_type grouped_flash_type(ggml_type type_k, ggml_type type_v) {
     return as_is ? type_k : GGML_TYPE_F32;
 }
 
+// The head size of the stock-op form's values: with doubled key heads (2d) the values are
+// padded with zeros to as wide (GPU flash kernels want equal head sizes)
+int64_t grouped_flash_value_width(int64_t d, int64_t dv, bool doubled) {
+    return doubled ? std::max(2*d, dv) : dv;
+}
+
 // Whether the devices that hold the K and V cache take the stock-op form's flash attention
 // (flash_attn_grouped) over n_cells copies of cells, with doubled heads when `doubled`. A
 // backend that does not would run the op, with the cache, on the CPU (CUDA takes heads of
 // up to 256 and 512 only with cells in multiples of 256, so a head of 256 doubled is
 // refused); the logit form then keeps the attention on the device. Asked of each layer's
-// device with a tensor of the op's shapes in a scratch context (no memory, no graph).
+// device (once per run of layers alike) with a tensor of the op's shapes in a scratch
+// context (no memory, no graph).
 bool device_takes_grouped_flash(const llm_graph_context & g, const llama_se_attn_source & src,
                                 int64_t n_cells, int64_t n_tps, int64_t n_stream, bool doubled) {
+    const llama_hparams & hp = g.hparams;
     ggml_init_params params = { /*.mem_size =*/ 16*ggml_tensor_overhead(), /*.mem_buffer =*/ nullptr, /*.no_alloc =*/ true };
+    // layers usually share their shapes: a layer like the last one asked about is not asked again
+    struct question {
+        ggml_backend_dev_t dev; int64_t d, dv, n_head, n_head_kv; ggml_type type;
+        bool operator==(const question & o) const {
+            return dev == o.dev && d == o.d && dv == o.dv && n_head == o.n_head && n_head_kv == o.n_head_kv && type == o.type;
+        }
+    };
+    question last = { nullptr, 0, 0, 0, 0, GGML_TYPE_COUNT };
     for (const auto & layer : llama_se_access::kv_layers(llama_se_access::cache(*src.mctx))) {
-        if (layer.k->buffer == nullptr) {
+        ggml_backend_dev_t dev = accelerator_of(layer.k);
+        if (dev == nullptr) {
             continue;
         }
-        ggml_backend_dev_t dev = ggml_backend_buft_get_device(ggml_backend_buffer_get_type(layer.k->buffer));
-        if (dev == nullptr || ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_CPU) {
-            continue;
-        }
-        const llama_hparams & hp = g.hparams;
         const int64_t d  = hp.n_embd_head_k(layer.il);
         const int64_t dk = doubled ? 2*d : d;
-        const int64_t dv = doubled ? std::max<int64_t>(2*d, hp.n_embd_head_v(layer.il)) : hp.n_embd_head_v(layer.il);
-        const int64_t n_head_kv = hp.n_head_kv(layer.il);
-        const ggml_type type = grouped_flash_type(layer.k->type, layer.v->type);
+        const question asked = { dev, d, grouped_flash_value_width(d, hp.n_embd_head_v(layer.il), doubled),
+                                 hp.n_head(layer.il), hp.n_head_kv(layer.il), grouped_flash_type(layer.k->type, layer.v->type) };
+        if (asked == last) {
+            continue;
+        }
+        last = asked;
 
         ggml_context * ctx = ggml_init(params);
         // as flash_attn_grouped lays them out: cells in dim 2, permuted into dim 1
-        ggml_tensor * q    = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, dk, n_tps, hp.n_head(layer.il), n_stream);
-        ggml_tensor * k    = ggml_new_tensor_4d(ctx, type, dk, n_head_kv, n_cells, n_stream);
-        ggml_tensor * v    = ggml_new_tensor_4d(ctx, type, dv, n_head_kv, n_cells, n_stream);
+        ggml_tensor * q    = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, dk, n_tps, asked.n_head, n_stream);
+        ggml_tensor * k    = ggml_new_tensor_4d(ctx, asked.type, dk, asked.n_head_kv, n_cells, n_stream);
+        ggml_tensor * v    = ggml_new_tensor_4d(ctx, asked.type, asked.dv, asked.n_head_kv, n_cells, n_stream);
         ggml_tensor * mask = ggml_new_tensor_4d(ctx, GGML_TYPE_F16, n_cells, n_tps, 1, n_stream);
         ggml_tensor * fa   = ggml_flash_attn_ext(ctx, q, ggml_permute(ctx, k, 0, 2, 1, 3), ggml_permute(ctx, v, 0, 2, 1, 3),
                                                  mask, 1.0f, hp.f_max_alibi_bias,
@@ -677,7 +698,7 @@ ggml_tensor * flash_attn_grouped(const llm_graph_context & g, llm_graph_input_se
         // the zero halves of the keys and the values' padding: one graph input, as large
         // as the largest of them
         const int64_t n_cells = far_end + n_near;
-        const int64_t pad_v   = 2*d - dv;
+        const int64_t pad_v   = grouped_flash_value_width(d, dv, /*doubled =*/ true) - dv;
         ggml_tensor * zero = se->constant(ctx0, se->zeros, type,
                                           std::max(d*std::max(far_end, n_near), pad_v*n_cells)*n_head_kv*n_stream);
         auto zeros = [&](int64_t width, int64_t n) {
