@@ -38,6 +38,39 @@ def test_every_method_runs_and_the_grid_resumes(tiny_llama_512, tmp_path):
     assert (tmp_path / "passkey-plain-all.png").stat().st_size > 1000
 
 
+def test_a_cell_run_with_one_setting_is_not_taken_for_another(tiny_llama_512, tmp_path):
+    """Results are keyed by the settings that ran: an explicit G in the same results
+    directory runs its own cells (it once reused eq. 5's) and gets a row of its own."""
+    model = str(tiny_llama_512.path)
+    auto = passkey_eval.run_grid(model, ["self-extend"], [1100], [0.5], 1, tmp_path, progress=lambda m: None)
+    auto_g = auto.records[0]["settings"]["group_size"]
+    other_g = auto_g + 2
+    log = passkey_eval.run_grid(model, ["self-extend"], [1100], [0.5], 1, tmp_path, progress=lambda m: None,
+                                group_size=other_g, neighbor_window=64)
+    assert [r["settings"] for r in log.records] == [
+        {"group_size": auto_g, "neighbor_window": auto.records[0]["settings"]["neighbor_window"]},
+        {"group_size": other_g, "neighbor_window": 64}]
+    assert "variant" not in log.records[0] and log.records[1]["variant"] == f"G={other_g}, W=64"
+    # the same prompt, run once per setting
+    assert log.records[1]["tokens"] == log.records[0]["tokens"]
+
+    again = passkey_eval.run_grid(model, ["self-extend"], [1100], [0.5], 1, tmp_path, progress=lambda m: None,
+                                  group_size=other_g, neighbor_window=64)
+    assert len(again.records) == 2                     # resumed: nothing re-run
+
+    text = passkey_eval.write_report(again, tmp_path, "passkey", False, "test").read_text()
+    assert "| self-extend |" in text and f"| self-extend (G={other_g}, W=64) |" in text
+    assert (tmp_path / f"passkey-plain-self-extend-G{other_g}-W64.png").stat().st_size > 1000
+
+
+def test_planned_settings_are_what_the_runner_reports(tiny_llama_512):
+    from selfextend_gguf.eval.methods import planned_settings
+    for method in METHODS:
+        runner = build_runner(method, str(tiny_llama_512.path), 1100, 512)
+        assert runner.settings == planned_settings(method, 1100, 512), method
+        del runner
+
+
 def test_interrupted_line_is_ignored_on_resume(tiny_llama_512, tmp_path):
     model = str(tiny_llama_512.path)
     passkey_eval.run_grid(model, ["vanilla"], [700], [0.5], 1, tmp_path, progress=lambda m: None)

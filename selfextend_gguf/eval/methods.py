@@ -62,13 +62,59 @@ def n_ctx_train_of(model_path: Optional[str]) -> int:
     return Llama(model_path, n_ctx=64).n_ctx_train()
 
 
+def context_length(length: int) -> int:
+    """The n_ctx a runner for prompts of `length` tokens gets: room for the answer."""
+    return max(length + ANSWER_ROOM, 256)
+
+
+def _grouped_cache_setting(n_ctx: int, n_ctx_train: int, group_size: Optional[int],
+                           neighbor_window: Optional[int]) -> tuple:
+    if group_size is None:
+        auto = se.choose(max(n_ctx, n_ctx_train + 1), n_ctx_train)
+        group_size = auto.group_size
+        neighbor_window = neighbor_window or auto.neighbor_window
+    window = neighbor_window or se.default_neighbor_window(n_ctx_train)
+    return group_size, window - window % group_size     # llama.cpp needs ga_w % ga_n == 0
+
+
+def planned_settings(method: str, length: int, n_ctx_train: int, group_size: Optional[int] = None,
+                     neighbor_window: Optional[int] = None) -> Dict[str, object]:
+    """The settings a runner of `method` will have, known before any model loads.
+    Results are keyed by them, so a cell run with one setting is never taken for
+    another's (an explicit G, or a changed automatic rule, reruns it)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    n_ctx, L = context_length(length), n_ctx_train
+    if method == "self-extend":
+        s = se.resolve(n_ctx, L, group_size, neighbor_window)
+        return {"group_size": s.group_size, "neighbor_window": s.neighbor_window} if s else {}
+    if method == "grouped-cache":
+        ga_n, ga_w = _grouped_cache_setting(n_ctx, L, group_size, neighbor_window)
+        return {"ga_n": ga_n, "ga_w": ga_w}
+    if method in ("yarn", "linear"):
+        return {"rope_freq_scale": round(min(1.0, L / n_ctx), 6), "orig_ctx": L}
+    if method == "truncate":
+        return {"kept_tokens": L - ANSWER_ROOM}
+    return {}
+
+
+def variant_of(method: str, group_size: Optional[int], neighbor_window: Optional[int]) -> Optional[str]:
+    """How a run asked for its setting when it did not leave it to the automatic rule
+    ("G=7, W=1024"), for the methods that take G and W; None otherwise. Reports show
+    each variant in a row of its own."""
+    if method not in ("self-extend", "grouped-cache") or (group_size is None and neighbor_window is None):
+        return None
+    parts = ([f"G={group_size}"] if group_size is not None else []) + \
+            ([f"W={neighbor_window}"] if neighbor_window is not None else [])
+    return ", ".join(parts)
+
+
 def build_runner(method: str, model_path: Optional[str], length: int, n_ctx_train: int,
                  group_size: Optional[int] = None, neighbor_window: Optional[int] = None,
                  threads: Optional[int] = None, n_ubatch: int = 512, flash_attn: bool = False,
                  n_gpu_layers: int = 0) -> Runner:
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    n_ctx = max(length + ANSWER_ROOM, 256)
+    n_ctx = context_length(length)
+    planned = planned_settings(method, length, n_ctx_train, group_size, neighbor_window)
     common = dict(n_threads=threads, n_ubatch=n_ubatch, n_batch=max(512, n_ubatch), flash_attn=flash_attn,
                   n_gpu_layers=n_gpu_layers)
     L = n_ctx_train
@@ -79,31 +125,25 @@ def build_runner(method: str, model_path: Optional[str], length: int, n_ctx_trai
                     use_tuned_setting=False, **common)
         s = llm.self_extend
         settings = {"group_size": s.group_size, "neighbor_window": s.neighbor_window} if s else {}
+        if settings != planned:   # results are keyed by the plan: it must be what ran
+            raise RuntimeError(f"self-extend ran with {settings}, not the planned {planned}")
         return Runner(method, llm, lambda t, m: _greedy_text(llm, t, m), settings)
 
     if method == "grouped-cache":
-        if group_size is None:
-            auto = se.choose(max(n_ctx, L + 1), L)
-            group_size = auto.group_size
-            neighbor_window = neighbor_window or auto.neighbor_window
-        window = neighbor_window or se.default_neighbor_window(L)
-        window -= window % group_size            # llama.cpp needs ga_w % ga_n == 0
         llm = Llama(model_path, n_ctx=n_ctx, group_size=1, **common)
-        cache = GroupedCache(llm, group_size, window)
-        return Runner(method, llm, lambda t, m: _decode(llm, cache.greedy(t, m)),
-                      {"ga_n": group_size, "ga_w": window}, score=cache.score)
+        cache = GroupedCache(llm, planned["ga_n"], planned["ga_w"])
+        return Runner(method, llm, lambda t, m: _decode(llm, cache.greedy(t, m)), planned, score=cache.score)
 
     if method in ("yarn", "linear"):
         scale = min(1.0, L / n_ctx)
         llm = Llama(model_path, n_ctx=n_ctx, group_size=1, rope_scaling_type=method, rope_freq_scale=scale,
                     yarn_orig_ctx=L, **common)
-        return Runner(method, llm, lambda t, m: _greedy_text(llm, t, m),
-                      {"rope_freq_scale": round(scale, 6), "orig_ctx": L})
+        return Runner(method, llm, lambda t, m: _greedy_text(llm, t, m), planned)
 
     if method == "truncate":
         llm = Llama(model_path, n_ctx=L, group_size=1, **common)
-        keep = L - ANSWER_ROOM
-        return Runner(method, llm, lambda t, m: _greedy_text(llm, t, m), {"kept_tokens": keep},
+        keep = planned["kept_tokens"]
+        return Runner(method, llm, lambda t, m: _greedy_text(llm, t, m), planned,
                       prepare=lambda tokens: tokens[-keep:] if len(tokens) > keep else tokens)
 
     llm = Llama(model_path, n_ctx=n_ctx, group_size=1, **common)   # vanilla

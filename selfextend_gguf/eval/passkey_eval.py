@@ -12,8 +12,9 @@ from typing import Callable, Optional, Sequence
 from .. import passkey
 from ..llama import Llama
 from . import heatmap
-from .methods import Runner, build_runner, n_ctx_train_of
-from .results import ResultLog, accuracy_table, command_line, leading_digits_table
+from .methods import Runner, build_runner, n_ctx_train_of, planned_settings, variant_of
+from .results import (ResultLog, accuracy_table, command_line, file_slug, leading_digits_table, method_label,
+                      with_variants)
 
 Progress = Callable[[str], None]
 
@@ -61,13 +62,15 @@ def run_grid(model: Optional[str], methods: Sequence[str], lengths: Sequence[int
              flash_attn: bool = False, n_gpu_layers: int = 0) -> ResultLog:
     style = "chat" if chat else "plain"
     log = ResultLog(Path(out_dir) / f"{task}-{style}.jsonl",
-                    ("method", "target_length", "depth", "trial", "n_digits"))
+                    ("method", "settings", "target_length", "depth", "trial", "n_digits"))
     n_ctx_train = n_ctx_train_of(model)
     total = len(methods) * len(lengths) * len(depths) * trials * len(digits)
     done = 0
     for length in lengths:
         for method in methods:
             runner = None
+            settings = planned_settings(method, length, n_ctx_train, group_size, neighbor_window)
+            variant = variant_of(method, group_size, neighbor_window)
             for n_digits in digits:
                 # deepest key first: the next prompt shares the filler before its own key
                 # with the one in the cache, so prefill reuses it (grouped-cache always
@@ -76,16 +79,18 @@ def run_grid(model: Optional[str], methods: Sequence[str], lengths: Sequence[int
                 for depth in sorted(depths, reverse=True):
                     for trial in range(trials):
                         done += 1
-                        cell = dict(method=method, target_length=length, depth=depth, trial=trial, n_digits=n_digits)
+                        cell = dict(method=method, settings=settings, target_length=length, depth=depth,
+                                    trial=trial, n_digits=n_digits)
                         if log.has(**cell):
                             continue
                         if runner is None:
                             runner = build_runner(method, model, length, n_ctx_train, group_size, neighbor_window,
                                                   threads=threads, flash_attn=flash_attn, n_gpu_layers=n_gpu_layers)
                         result = run_cell(runner, length, depth, trial, n_digits, seed, chat)
-                        record = {**cell, "style": style, "settings": runner.settings, "flash_attn": flash_attn, **result}
+                        record = {**cell, **({"variant": variant} if variant else {}), "style": style,
+                                  "flash_attn": flash_attn, **result}
                         log.append(record)
-                        progress(f"[{done}/{total}] {task} {method} {length} depth={depth} trial={trial} "
+                        progress(f"[{done}/{total}] {task} {method_label(record)} {length} depth={depth} trial={trial} "
                                  f"digits={n_digits}: {'found' if result['found'] else 'missed'} "
                                  f"({result['seconds']} s, {result['generated'][:40]!r})")
             del runner
@@ -94,7 +99,7 @@ def run_grid(model: Optional[str], methods: Sequence[str], lengths: Sequence[int
 
 def write_report(log: ResultLog, out_dir: Path, task: str, chat: bool, command: str) -> Path:
     style = "chat" if chat else "plain"
-    records = log.records
+    records = with_variants(log.records)
     lines = [f"# {task} ({style} prompt)", "", command_line(command), ""]
     if task == "digits":
         lines += [accuracy_table(records, "method", "n_digits", "method \\ key digits"), "",
@@ -109,7 +114,7 @@ def write_report(log: ResultLog, out_dir: Path, task: str, chat: bool, command: 
         for method in dict.fromkeys(r["method"] for r in records):
             sub = [r for r in records if r["method"] == method]
             lines += [f"## {method}", "", accuracy_table(sub, "depth", "target_length", "depth \\ length"), ""]
-            png = heatmap.draw(records, method, Path(out_dir) / f"{task}-{style}-{method}.png")
+            png = heatmap.draw(records, method, Path(out_dir) / f"{task}-{style}-{file_slug(method)}.png")
             lines += [f"![{method}]({png.name})", ""]
     path = Path(out_dir) / f"{task}-{style}.md"
     path.write_text("\n".join(lines))

@@ -12,8 +12,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..texts import default_text
-from .methods import build_runner, n_ctx_train_of
-from .results import ResultLog, command_line
+from .methods import build_runner, n_ctx_train_of, planned_settings, variant_of
+from .results import ResultLog, command_line, method_label, with_variants
 
 
 def nll(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -34,7 +34,7 @@ def run(model: Optional[str], methods: Sequence[str], lengths: Sequence[int], ou
         raise ValueError(f"perplexity needs lengths longer than the stride ({stride}), got {list(lengths)}")
     if windows < 1:
         raise ValueError(f"windows must be >= 1, got {windows}")
-    log = ResultLog(Path(out_dir) / "perplexity.jsonl", ("method", "length", "window", "text", "scored_from"))
+    log = ResultLog(Path(out_dir) / "perplexity.jsonl", ("method", "settings", "length", "window", "text", "scored_from"))
     if text is None:
         text_name, text = default_text()
     text_name = text_name or "text"
@@ -44,9 +44,12 @@ def run(model: Optional[str], methods: Sequence[str], lengths: Sequence[int], ou
     for length in lengths:
         for method in methods:
             runner = None
+            settings = planned_settings(method, length, n_ctx_train, group_size, neighbor_window)
+            variant = variant_of(method, group_size, neighbor_window)
             for w in range(windows):
                 scored_from = anchor + w * stride
-                cell = dict(method=method, length=length, window=w, text=text_name, scored_from=scored_from)
+                cell = dict(method=method, settings=settings, length=length, window=w, text=text_name,
+                            scored_from=scored_from)
                 if log.has(**cell):
                     continue
                 runner = runner or build_runner(method, model, length, n_ctx_train, group_size, neighbor_window,
@@ -65,11 +68,11 @@ def run(model: Optional[str], methods: Sequence[str], lengths: Sequence[int], ou
                 began = time.monotonic()
                 logits = runner.score(window[:-stride], window[-stride:])
                 values = nll(logits, np.asarray(tokens[scored_from:end]))
-                record = {**cell, "context_tokens": len(window), "scored": stride,
-                          "mean_nll": float(values.mean()), "ppl": float(np.exp(values.mean())),
-                          "settings": runner.settings, "flash_attn": flash_attn, "seconds": round(time.monotonic() - began, 1)}
+                record = {**cell, **({"variant": variant} if variant else {}), "context_tokens": len(window),
+                          "scored": stride, "mean_nll": float(values.mean()), "ppl": float(np.exp(values.mean())),
+                          "flash_attn": flash_attn, "seconds": round(time.monotonic() - began, 1)}
                 log.append(record)
-                print(f"perplexity {method} {length} window {w}: {record['ppl']:.2f} ({record['seconds']} s)",
+                print(f"perplexity {method_label(record)} {length} window {w}: {record['ppl']:.2f} ({record['seconds']} s)",
                       file=sys.stderr, flush=True)
             del runner
     return log
@@ -80,7 +83,7 @@ def write_report(log: ResultLog, out_dir: Path, command: str) -> Path:
              command_line(command), "",
              "Every length scores the same tokens; only the context before them differs.", ""]
     groups = {}
-    for r in log.records:
+    for r in with_variants(log.records):
         if "scored_from" not in r:
             continue   # written before every length scored the same tokens
         anchor = r["scored_from"] - r["window"] * r["scored"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Dict, Iterable, List, Sequence, Tuple
@@ -29,10 +30,10 @@ class ResultLog:
         self._done = {self.key(r) for r in self.records}
 
     def key(self, record: dict) -> Tuple:
-        return tuple(record.get(k) for k in self.key_fields)
+        return tuple(_hashable(record.get(k)) for k in self.key_fields)
 
     def has(self, **fields) -> bool:
-        return tuple(fields.get(k) for k in self.key_fields) in self._done
+        return self.key(fields) in self._done
 
     def append(self, record: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -42,6 +43,28 @@ class ResultLog:
             os.fsync(f.fileno())
         self.records.append(record)
         self._done.add(self.key(record))
+
+
+def _hashable(value):
+    """A key field as a set member: settings (a dict) as their canonical JSON."""
+    return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
+
+
+def method_label(record: dict) -> str:
+    """The method's name, with the variant a run asked for ("self-extend (G=7, W=1024)")."""
+    variant = record.get("variant")
+    return f"{record['method']} ({variant})" if variant else record["method"]
+
+
+def file_slug(label: str) -> str:
+    """A label as part of a file name: "self-extend (G=7, W=1024)" -> "self-extend-G7-W1024"."""
+    return re.sub(r"[^A-Za-z0-9.-]+", "-", label.replace("=", "")).strip("-")
+
+
+def with_variants(records: Iterable[dict]) -> List[dict]:
+    """Copies of the records whose method names their variant, so that tables and
+    heatmaps show each variant of a method in a row of its own."""
+    return [dict(r, method=method_label(r)) for r in records]
 
 
 def _grid(records: Iterable[dict], row: str, col: str) -> Tuple[list, list, Dict[Tuple, List[dict]]]:
