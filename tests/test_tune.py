@@ -2,6 +2,7 @@
 remembered choice and its overrides, the command line. (The ranking of a good setting
 above a wrong one needs a model that can retrieve: tests/test_tune_default_model.py.)"""
 
+import importlib
 import json
 import os
 import subprocess
@@ -137,6 +138,21 @@ def test_tune_remembers_and_llama_uses_it(tiny_llama_512, tuned_file, caplog):
     assert Llama(path, n_ctx=LENGTH).self_extend_origin == "eq. 5"
 
 
+def test_tune_offloads_as_asked(tiny_llama_512, tuned_file, monkeypatch):
+    """n_gpu_layers reaches every candidate's model (on a CPU build -1 offloads nothing)."""
+    tune_module = importlib.import_module("selfextend_gguf.tuning.tune")   # the package exports the function
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("n_gpu_layers"))
+        return Llama(*args, **kwargs)
+
+    monkeypatch.setattr(tune_module, "Llama", spy)
+    tune(str(tiny_llama_512.path), LENGTH, candidates=[(3, 64), (6, 32)], n_needles=2, n_gpu_layers=-1,
+         remember=False, progress=False)
+    assert seen[1:] == [-1, -1]      # the first is the tokenizing probe
+
+
 def test_a_damaged_settings_file_is_ignored(tiny_llama_512, tuned_file):
     tuned_file.write_text("{not json")
     llm = Llama(str(tiny_llama_512.path), n_ctx=LENGTH)
@@ -162,7 +178,8 @@ def test_tune_command_line(tiny_llama_512, tmp_path):
     env = dict(os.environ, SELFEXTEND_GGUF_TUNED=str(tmp_path / "tuned.json"))
     path = str(tiny_llama_512.path)
     out = tmp_path / "tune.md"
-    done = _cli("tune", "--model", path, "--length", "1200", "--needles", "3", "--out", str(out), env=env)
+    done = _cli("tune", "--model", path, "--length", "1200", "--needles", "3", "--out", str(out), "-ngl", "0",
+                env=env)
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert len(rows) == len(candidates(512, 1200))

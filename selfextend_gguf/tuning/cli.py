@@ -35,6 +35,8 @@ def add_parser(sub) -> None:
     p.add_argument("--candidates", type=_pairs, default=None, help="G:W pairs to score instead of the default set")
     p.add_argument("--flash-attn", action=argparse.BooleanOptionalAction, default=True,
                    help="flash attention (default on: faster prefill; the scores do not depend on it)")
+    p.add_argument("--n-gpu-layers", "-ngl", type=int, default=0,
+                   help="layers to offload to a GPU while scoring (-1: all; a GPU build makes a long tune minutes)")
     p.add_argument("--no-remember", dest="remember", action="store_false",
                    help="print the table without remembering the choice")
     p.add_argument("--forget", action="store_true", help="clear the settings remembered for this model, then exit")
@@ -57,7 +59,8 @@ def run(args) -> int:
     text = args.text.read_text(encoding="utf-8") if args.text else None
     result = tune(args.model, args.length, candidates=args.candidates, n_needles=args.needles,
                   text=text, text_name=args.text.name if args.text else None, seed=args.seed,
-                  n_threads=args.threads, flash_attn=args.flash_attn, remember=args.remember)
+                  n_threads=args.threads, flash_attn=args.flash_attn, n_gpu_layers=args.n_gpu_layers,
+                  remember=args.remember)
     model_arg = shlex.quote(args.model) if args.model else "MODEL"
     command = "selfextend-gguf " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     report = "\n".join(_report(result, model_arg, command))

@@ -78,13 +78,14 @@ def tune(model_path: Optional[str] = None, length: int = 16384, *,
          candidates: Optional[Sequence[Tuple[int, int]]] = None, n_needles: int = 6,
          text: Optional[str] = None, text_name: Optional[str] = None, seed: int = 0,
          n_threads: Optional[int] = None, flash_attn: bool = True, n_ubatch: int = 512,
-         remember: bool = True, progress: bool = True) -> TuneResult:
+         n_gpu_layers: int = 0, remember: bool = True, progress: bool = True) -> TuneResult:
     """Score (G, W) candidates for contexts of `length` tokens on a model (a GGUF path, a
     packaged model's name, or None for the default model) and remember the best for that
     model file, so that `Llama(model_path, n_ctx=n)` with n <= length uses it.
 
     candidates: (G, W) pairs to score instead of the default set (see tuning.candidates).
     text: the long natural text to hide the needles in (default: selfextend_gguf.texts).
+    n_gpu_layers: layers offloaded to a GPU while scoring (-1: all), as Llama's.
     Progress goes to stderr."""
     started = time.monotonic()
     stream = sys.stderr if progress else None
@@ -115,7 +116,7 @@ def tune(model_path: Optional[str] = None, length: int = 16384, *,
         began = time.monotonic()
         llm = Llama(model_path, n_ctx=length, group_size=candidate.group_size,
                     neighbor_window=candidate.neighbor_window, n_threads=n_threads, flash_attn=flash_attn,
-                    n_batch=max(512, n_ubatch), n_ubatch=n_ubatch)
+                    n_batch=max(512, n_ubatch), n_ubatch=n_ubatch, n_gpu_layers=n_gpu_layers)
         score = score_setting(llm, document, _step_reporter(label, stream) if stream else None)
         del llm
         done = CandidateResult(candidate, score, time.monotonic() - began)
