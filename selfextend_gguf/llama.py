@@ -18,7 +18,7 @@ import numpy as np
 from . import _core
 from . import completions, context_options, embeddings, engine_limits, model_options, package_models, rpc, state_file
 from . import self_extend as se
-from . import setting_choice
+from . import tuned_settings
 from .batching import BatchScheduler
 from .chat_format import ChatFormatter
 from .completions import GenerationOptions
@@ -88,8 +88,7 @@ class Llama:
     when n_ctx exceeds the model's trained context (paper eq. 5, bounded by eq. 4);
     group_size=1 means vanilla attention. With neither given, a setting remembered by
     `selfextend-gguf tune` for this model file and a target length >= n_ctx comes first
-    (use_tuned_setting=False skips it), then a setting measured for a packaged model at
-    that length (measured_settings), then eq. 5. Self-Extend layers keep grouped keys in
+    (use_tuned_setting=False skips it). Self-Extend layers keep grouped keys in
     llama.cpp's K cache: the KV cache is vanilla's size.
     """
 
@@ -208,19 +207,31 @@ class Llama:
             raise ValueError(f"this model has no RoPE positions (architecture "
                              f"{arch!r}) and cannot run past its "
                              f"trained context: use n_ctx <= {n_ctx_train}")
-        choice = setting_choice.choose(self.model_path, n_ctx, n_ctx_train, group_size, neighbor_window,
-                                       use_tuned_setting)
-        settings = choice.setting
-        # where the setting came from: "tuned", "measured", "explicit" or "eq. 5" (None: vanilla)
-        self.self_extend_origin = choice.origin
+        explicit = group_size is not None or neighbor_window is not None
+        tuned = None
+        if use_tuned_setting and not explicit and n_ctx > n_ctx_train:
+            tuned = tuned_settings.lookup(self.model_path, n_ctx)
+        if tuned is not None:
+            group_size, neighbor_window = tuned.group_size, tuned.neighbor_window
+        settings = se.resolve(n_ctx, n_ctx_train, group_size, neighbor_window)
+        # where the setting came from: "tuned", "explicit" or "eq. 5" (None: vanilla)
+        self.self_extend_origin = None if settings is None else (
+            "tuned" if tuned is not None else "explicit" if explicit else "eq. 5")
         if settings is not None:
             status = self._model.self_extend_supported()
             if status != 0:
                 why = self._model.self_extend_refusal() or _core.self_extend_strerror(status)
                 raise ValueError(f"Self-Extend cannot serve this model (architecture {arch!r}): "
                                  f"{why}. Use group_size=1 for vanilla attention, or n_ctx <= {n_ctx_train}.")
-            if choice.note:
-                self._log(choice.note)
+            if tuned is not None:
+                self._log(f"n_ctx={n_ctx} exceeds the trained context {n_ctx_train}: Self-Extend on with the "
+                          f"tuned setting group_size={settings.group_size}, neighbor_window="
+                          f"{settings.neighbor_window} (from `selfextend-gguf tune` at length {tuned.length} "
+                          f"on {tuned.tuned_at}; `selfextend-gguf tune --forget` clears it)")
+            elif not explicit:
+                self._log(f"n_ctx={n_ctx} exceeds the trained context {n_ctx_train}: Self-Extend on with "
+                          f"group_size={settings.group_size}, neighbor_window={settings.neighbor_window} "
+                          f"(eq. 5: W + (N - W)/G < L/2)")
 
         # what a saved state depends on besides the model file (state_file.py)
         self._state_settings = {

@@ -64,10 +64,10 @@ def test_a_cell_run_with_one_setting_is_not_taken_for_another(tiny_llama_512, tm
 
 
 def test_planned_settings_are_what_the_runner_reports(tiny_llama_512):
-    from selfextend_gguf.eval.methods import plan
+    from selfextend_gguf.eval.methods import planned_settings
     for method in METHODS:
         runner = build_runner(method, str(tiny_llama_512.path), 1100, 512)
-        assert runner.settings == plan(method, str(tiny_llama_512.path), 1100, 512).settings, method
+        assert runner.settings == planned_settings(method, 1100, 512), method
         del runner
 
 

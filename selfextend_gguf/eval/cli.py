@@ -43,7 +43,7 @@ def add_parser(sub) -> None:
                         help=f"comma-separated, from {','.join(METHODS)}")
     common.add_argument("--out", type=Path, default=Path("bench/results"), help="results directory")
     common.add_argument("--threads", "-t", type=int, default=None)
-    common.add_argument("--group-size", type=int, default=None, help="G for self-extend/grouped-cache (default: as Llama picks it, without tuned settings)")
+    common.add_argument("--group-size", type=int, default=None, help="G for self-extend/grouped-cache (default: eq. 5)")
     common.add_argument("--neighbor-window", type=int, default=None)
     common.add_argument("--n-gpu-layers", "-ngl", type=int, default=0,
                         help="layers to offload to the GPU (-1: all), as llama.cpp's -ngl")

@@ -2,8 +2,7 @@
 for a target length that answers a prompt greedily.
 
 - vanilla:       n_ctx beyond the trained window, nothing changed
-- self-extend:   exact Self-Extend, G and W chosen as Llama does without a tuned setting
-                 (measured for a packaged model, else eq. 5), or given
+- self-extend:   exact Self-Extend, G and W by eq. 5 (or given)
 - grouped-cache: llama.cpp's approximate method (seq_add/seq_div), same G and W
 - yarn, linear:  llama.cpp RoPE scaling, original context from the model
 - truncate:      keep only the last n_ctx_train tokens (what a user does today)
@@ -13,11 +12,10 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .. import package_models, setting_choice
 from .. import self_extend as se
 from ..llama import Llama
 from ..text_stream import TextStream
@@ -79,38 +77,36 @@ def _grouped_cache_setting(n_ctx: int, n_ctx_train: int, group_size: Optional[in
     return group_size, window - window % group_size     # llama.cpp needs ga_w % ga_n == 0
 
 
-class Plan(NamedTuple):
-    """What a runner of a method will run, known before any model loads. Results are
-    keyed by the settings, so a cell run with one setting is never taken for another's
-    (an explicit G, or a changed automatic choice, reruns it); the variant names how the
-    setting was asked for, and reports give each variant a row of its own."""
-    settings: Dict[str, object]
-    variant: Optional[str]   # "G=7, W=1024" when given; "measured" for a measured automatic choice
-
-
-def plan(method: str, model_path: Optional[str], length: int, n_ctx_train: int,
-         group_size: Optional[int] = None, neighbor_window: Optional[int] = None) -> Plan:
+def planned_settings(method: str, length: int, n_ctx_train: int, group_size: Optional[int] = None,
+                     neighbor_window: Optional[int] = None) -> Dict[str, object]:
+    """The settings a runner of `method` will have, known before any model loads.
+    Results are keyed by them, so a cell run with one setting is never taken for
+    another's (an explicit G, or a changed automatic rule, reruns it)."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     n_ctx, L = context_length(length), n_ctx_train
-    given = ", ".join(([f"G={group_size}"] if group_size is not None else []) +
-                      ([f"W={neighbor_window}"] if neighbor_window is not None else [])) or None
     if method == "self-extend":
-        # the automatic choice without the user's tuned settings (setting_choice)
-        choice = setting_choice.choose(package_models.resolve_model_path(model_path), n_ctx, L, group_size,
-                                       neighbor_window, use_tuned_setting=False)
-        s = choice.setting
-        automatic = choice.origin if choice.origin not in (None, "eq. 5", "explicit") else None
-        return Plan({"group_size": s.group_size, "neighbor_window": s.neighbor_window} if s else {},
-                    given or automatic)
+        s = se.resolve(n_ctx, L, group_size, neighbor_window)
+        return {"group_size": s.group_size, "neighbor_window": s.neighbor_window} if s else {}
     if method == "grouped-cache":
         ga_n, ga_w = _grouped_cache_setting(n_ctx, L, group_size, neighbor_window)
-        return Plan({"ga_n": ga_n, "ga_w": ga_w}, given)
+        return {"ga_n": ga_n, "ga_w": ga_w}
     if method in ("yarn", "linear"):
-        return Plan({"rope_freq_scale": round(min(1.0, L / n_ctx), 6), "orig_ctx": L}, None)
+        return {"rope_freq_scale": round(min(1.0, L / n_ctx), 6), "orig_ctx": L}
     if method == "truncate":
-        return Plan({"kept_tokens": L - ANSWER_ROOM}, None)
-    return Plan({}, None)
+        return {"kept_tokens": L - ANSWER_ROOM}
+    return {}
+
+
+def variant_of(method: str, group_size: Optional[int], neighbor_window: Optional[int]) -> Optional[str]:
+    """How a run asked for its setting when it did not leave it to the automatic rule
+    ("G=7, W=1024"), for the methods that take G and W; None otherwise. Reports show
+    each variant in a row of its own."""
+    if method not in ("self-extend", "grouped-cache") or (group_size is None and neighbor_window is None):
+        return None
+    parts = ([f"G={group_size}"] if group_size is not None else []) + \
+            ([f"W={neighbor_window}"] if neighbor_window is not None else [])
+    return ", ".join(parts)
 
 
 def build_runner(method: str, model_path: Optional[str], length: int, n_ctx_train: int,
@@ -118,14 +114,13 @@ def build_runner(method: str, model_path: Optional[str], length: int, n_ctx_trai
                  threads: Optional[int] = None, n_ubatch: int = 512, flash_attn: bool = False,
                  n_gpu_layers: int = 0) -> Runner:
     n_ctx = context_length(length)
-    planned = plan(method, model_path, length, n_ctx_train, group_size, neighbor_window).settings
+    planned = planned_settings(method, length, n_ctx_train, group_size, neighbor_window)
     common = dict(n_threads=threads, n_ubatch=n_ubatch, n_batch=max(512, n_ubatch), flash_attn=flash_attn,
                   n_gpu_layers=n_gpu_layers)
     L = n_ctx_train
 
     if method == "self-extend":
-        # "self-extend" means the package's automatic choice (a setting measured for a packaged
-        # model, else eq. 5) unless G/W are given, even after `tune` remembered a setting
+        # "self-extend" means eq. 5 unless G/W are given, even after `tune` remembered a setting
         llm = Llama(model_path, n_ctx=n_ctx, group_size=group_size, neighbor_window=neighbor_window,
                     use_tuned_setting=False, **common)
         s = llm.self_extend

@@ -12,7 +12,7 @@ from typing import Callable, Optional, Sequence
 from .. import passkey
 from ..llama import Llama
 from . import heatmap
-from .methods import Runner, build_runner, n_ctx_train_of, plan
+from .methods import Runner, build_runner, n_ctx_train_of, planned_settings, variant_of
 from .results import (ResultLog, accuracy_table, command_line, file_slug, leading_digits_table, method_label,
                       with_variants)
 
@@ -69,7 +69,8 @@ def run_grid(model: Optional[str], methods: Sequence[str], lengths: Sequence[int
     for length in lengths:
         for method in methods:
             runner = None
-            settings, variant = plan(method, model, length, n_ctx_train, group_size, neighbor_window)
+            settings = planned_settings(method, length, n_ctx_train, group_size, neighbor_window)
+            variant = variant_of(method, group_size, neighbor_window)
             for n_digits in digits:
                 # deepest key first: the next prompt shares the filler before its own key
                 # with the one in the cache, so prefill reuses it (grouped-cache always

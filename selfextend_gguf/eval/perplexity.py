@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..texts import default_text
-from .methods import build_runner, n_ctx_train_of, plan
+from .methods import build_runner, n_ctx_train_of, planned_settings, variant_of
 from .results import ResultLog, command_line, method_label, with_variants
 
 
@@ -44,7 +44,8 @@ def run(model: Optional[str], methods: Sequence[str], lengths: Sequence[int], ou
     for length in lengths:
         for method in methods:
             runner = None
-            settings, variant = plan(method, model, length, n_ctx_train, group_size, neighbor_window)
+            settings = planned_settings(method, length, n_ctx_train, group_size, neighbor_window)
+            variant = variant_of(method, group_size, neighbor_window)
             for w in range(windows):
                 scored_from = anchor + w * stride
                 cell = dict(method=method, settings=settings, length=length, window=w, text=text_name,
