@@ -11,38 +11,25 @@ ubatches of one context.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
-from selfextend_gguf import Llama
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from layouts import prefill  # noqa: E402
-from short_ubatches import TOKENS_PER_SIZE, measure  # noqa: E402
+from short_ubatches import context_for, measure, parse_arguments, random_tokens  # noqa: E402
 
 FORMS = {"kernel": None, "logits": "logits"}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=None)
-    ap.add_argument("--depth", type=int, default=16384)
-    ap.add_argument("--sizes", default="1,8,25")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeat", type=int, default=3)
-    args = ap.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")]
-    llm = Llama(args.model, n_ctx=args.depth + 2 * max(sizes) + TOKENS_PER_SIZE + 64, flash_attn=True,
-                n_threads=args.threads)
+    args = parse_arguments(__doc__, 16384)
+    sizes = args.sizes
+    llm = context_for(args, flash_attn=True)
     ctx = llm._context()
-    tokens = [int(t) for t in np.random.default_rng(0).integers(100, min(20000, llm.n_vocab()),
-                                                                    args.depth + 2 * max(sizes) + 64)]
+    tokens = random_tokens(llm, args)
     start = time.perf_counter()
     prefill(ctx, 0, tokens[:args.depth], 0)
     print(f"{llm.self_extend}, prefill of {args.depth} tokens: {time.perf_counter() - start:.0f} s", flush=True)

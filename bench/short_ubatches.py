@@ -38,24 +38,42 @@ def measure(ctx, tokens, depth: int, size: int) -> float:
     return rate
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_arguments(doc: str, depth: int) -> argparse.Namespace:
+    """The options of the short-ubatch benchmarks (this one and flash_forms.py); `sizes`
+    comes back as a list of ints."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--model", default=None)
-    ap.add_argument("--depth", type=int, default=8192)
+    ap.add_argument("--depth", type=int, default=depth)
     ap.add_argument("--sizes", default="1,8,25")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")]
+    args.sizes = [int(s) for s in args.sizes.split(",")]
+    return args
+
+
+def context_for(args: argparse.Namespace, flash_attn: bool) -> Llama:
+    """A model with room for the prefix and every size's ubatches after it."""
+    return Llama(args.model, n_ctx=args.depth + 2 * max(args.sizes) + TOKENS_PER_SIZE + 64, flash_attn=flash_attn,
+                 n_threads=args.threads)
+
+
+def random_tokens(llm: Llama, args: argparse.Namespace) -> list:
+    """The prefix and the ubatches after it: the same tokens in every run."""
+    return [int(t) for t in np.random.default_rng(0).integers(100, min(20000, llm.n_vocab()),
+                                                                  args.depth + 2 * max(args.sizes) + 64)]
+
+
+def main() -> None:
+    args = parse_arguments(__doc__, 8192)
+    sizes = args.sizes
     rates = {}
     setting = None
     for flash in (False, True):
-        llm = Llama(args.model, n_ctx=args.depth + 2 * max(sizes) + TOKENS_PER_SIZE + 64, flash_attn=flash,
-                    n_threads=args.threads)
+        llm = context_for(args, flash)
         setting = llm.self_extend
         ctx = llm._context()
-        tokens = [int(t) for t in np.random.default_rng(0).integers(100, min(20000, llm.n_vocab()),
-                                                                        args.depth + 2 * max(sizes) + 64)]
+        tokens = random_tokens(llm, args)
         prefill(ctx, 0, tokens[:args.depth], 0)   # with Self-Extend on (its grouped keys stored)
         for _ in range(args.repeat):
             for method in ("self-extend", "vanilla"):
