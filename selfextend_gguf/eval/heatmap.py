@@ -33,8 +33,8 @@ def _panel(ax, records: List[dict], method: str, lengths: List[int], depths: Lis
     image = ax.imshow(grid, vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
     ax.set_xticks(range(len(lengths)), [f"{n // 1024}k" if n % 1024 == 0 else str(n) for n in lengths])
     ax.set_yticks(range(len(depths)), [f"{d:.0%}" for d in depths])
-    ax.set_xlabel("prompt length (tokens)")
-    ax.set_title(method)
+    ax.set_xlabel("prompt tokens")
+    ax.set_title(method.replace(" (", "\n(", 1))   # a variant's settings on a line of their own: narrow panels
     return image
 
 
