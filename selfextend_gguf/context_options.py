@@ -14,6 +14,10 @@ FLOAT_TYPES = {0, 1, 30}
 # llama_rope_scaling_type
 ROPE_SCALING = {"unspecified": -1, "none": 0, "linear": 1, "yarn": 2}
 
+# SELFEXTEND_GGUF_FLASH_KERNEL: a flash-attention form asked for by name (se-graph.cpp
+# reads it when it builds a graph; unset: the form chosen for the device)
+FLASH_KERNEL_FORMS = ("stock", "derived", "logits")
+
 
 def named_id(value: Union[int, str], table: dict, name: str) -> int:
     """A llama.cpp enum given by name (a key of table) or by its id."""
@@ -43,6 +47,14 @@ def default_threads() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+def check_flash_kernel_variable() -> None:
+    """A misspelt form would otherwise silently measure the default form."""
+    value = os.environ.get("SELFEXTEND_GGUF_FLASH_KERNEL")
+    if value and value not in FLASH_KERNEL_FORMS:
+        raise ValueError(f"SELFEXTEND_GGUF_FLASH_KERNEL must be one of {', '.join(FLASH_KERNEL_FORMS)} "
+                         f"(or unset, for the form chosen for the device), got {value!r}")
+
+
 def positive_int(value, name: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -57,6 +69,7 @@ def build(n_ctx: int, n_batch: int, n_ubatch: int, n_threads: Optional[int], n_t
           yarn_beta_fast: Optional[float] = None, yarn_beta_slow: Optional[float] = None,
           embedding: bool = False, pooling_type: int = -1, offload_kqv: bool = True,
           op_offload: Optional[bool] = None, swa_full: Optional[bool] = None) -> "_core.ContextOptions":
+    check_flash_kernel_variable()
     o = _core.ContextOptions()
     o.n_ctx = positive_int(n_ctx, "n_ctx", 1)
     o.n_batch = min(positive_int(n_batch, "n_batch"), o.n_ctx)

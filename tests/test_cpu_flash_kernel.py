@@ -83,3 +83,12 @@ def test_stock_form_gives_values_the_keys_head_size(tiny_llama):
         sizes = SIZE.findall(line.split("use=")[1])
         assert len(sizes) >= 3 and sizes[1] == sizes[2], line
     assert "se_flash_values" in log
+
+
+def test_unknown_form_is_refused(tiny_llama, monkeypatch):
+    from selfextend_gguf import Llama
+    monkeypatch.setenv("SELFEXTEND_GGUF_FLASH_KERNEL", "stok")
+    with pytest.raises(ValueError, match="must be one of stock, derived, logits"):
+        Llama(str(tiny_llama.path), n_ctx=256, flash_attn=True, group_size=6, neighbor_window=16)
+    monkeypatch.setenv("SELFEXTEND_GGUF_FLASH_KERNEL", "stock")
+    Llama(str(tiny_llama.path), n_ctx=256, flash_attn=True, group_size=6, neighbor_window=16).close()

@@ -79,6 +79,8 @@ def add_parser(sub) -> None:
     t.add_argument("--depths", type=_ints, default=_ints("4k,8k,16k"))
     t.add_argument("--decode", type=int, default=16)
     t.add_argument("--reps", type=int, default=1)
+    t.add_argument("--decode-reps", type=int, default=1,
+                   help="time the decode this many times after each prefill (rewound between), keep the best")
     t.add_argument("--flash-attn", type=_flash_settings, default=[False, True],
                    help="flash attention settings to measure: off, on or off,on (default)")
     t.add_argument("--ubatch-depth", type=_ints, default=[],
@@ -124,7 +126,8 @@ def run(args) -> int:
         from . import speed
         methods = [m for m in args.methods if m in ("vanilla", "self-extend")] or ["vanilla", "self-extend"]
         log = speed.run(args.model, methods, args.depths, out, n_decode=args.decode, threads=args.threads,
-                        reps=args.reps, flash=args.flash_attn, n_gpu_layers=args.n_gpu_layers)
+                        reps=args.reps, flash=args.flash_attn, n_gpu_layers=args.n_gpu_layers,
+                        decode_reps=args.decode_reps)
         ubatch_log = None
         for depth in args.ubatch_depth:
             ubatch_log = speed.compute_buffers_vs_ubatch(args.model, methods, depth, args.ubatches, out,
