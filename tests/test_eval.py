@@ -36,6 +36,10 @@ def test_every_method_runs_and_the_grid_resumes(tiny_llama_512, tmp_path):
     assert (tmp_path / "passkey-plain-self-extend.png").stat().st_size > 1000
     assert "![all methods](passkey-plain-all.png)" in text
     assert (tmp_path / "passkey-plain-all.png").stat().st_size > 1000
+    # the automatic choice's row says what it chose at each length
+    chosen = {r["target_length"]: r["settings"]["group_size"] for r in log.records if r["method"] == "self-extend"}
+    assert (f"Settings by length: 700: group_size={chosen[700]}, neighbor_window="
+            in text.split("## self-extend")[1]) and f"1100: group_size={chosen[1100]}" in text
 
 
 def test_a_cell_run_with_one_setting_is_not_taken_for_another(tiny_llama_512, tmp_path):

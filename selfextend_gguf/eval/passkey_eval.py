@@ -14,7 +14,7 @@ from ..llama import Llama
 from . import heatmap
 from .methods import Runner, build_runner, n_ctx_train_of, planned_settings, variant_of
 from .results import (ResultLog, accuracy_table, command_line, file_slug, leading_digits_table, method_label,
-                      with_variants)
+                      settings_by_length, with_variants)
 
 Progress = Callable[[str], None]
 
@@ -113,7 +113,11 @@ def write_report(log: ResultLog, out_dir: Path, task: str, chat: bool, command: 
         lines += [f"![all methods]({overview.name})", ""]
         for method in dict.fromkeys(r["method"] for r in records):
             sub = [r for r in records if r["method"] == method]
-            lines += [f"## {method}", "", accuracy_table(sub, "depth", "target_length", "depth \\ length"), ""]
+            lines += [f"## {method}", ""]
+            settings = settings_by_length(sub)
+            if settings:
+                lines += [f"Settings by length: {settings}", ""]
+            lines += [accuracy_table(sub, "depth", "target_length", "depth \\ length"), ""]
             png = heatmap.draw(records, method, Path(out_dir) / f"{task}-{style}-{file_slug(method)}.png")
             lines += [f"![{method}]({png.name})", ""]
     path = Path(out_dir) / f"{task}-{style}.md"

@@ -56,6 +56,17 @@ def method_label(record: dict) -> str:
     return f"{record['method']} ({variant})" if variant else record["method"]
 
 
+def settings_by_length(records: Iterable[dict]) -> str:
+    """The settings a method ran with at each length ("32768: group_size=11,
+    neighbor_window=1024"): a method asked for without settings chooses them per length."""
+    by_length: Dict[int, List[str]] = {}
+    for r in records:
+        text = ", ".join(f"{k}={v}" for k, v in (r.get("settings") or {}).items())
+        if text and text not in by_length.setdefault(r["target_length"], []):
+            by_length[r["target_length"]].append(text)
+    return "; ".join(f"{n}: {' or '.join(texts)}" for n, texts in sorted(by_length.items()) if texts)
+
+
 def file_slug(label: str) -> str:
     """A label as part of a file name: "self-extend (G=7, W=1024)" -> "self-extend-G7-W1024"."""
     return re.sub(r"[^A-Za-z0-9.-]+", "-", label.replace("=", "")).strip("-")
