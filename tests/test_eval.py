@@ -141,6 +141,8 @@ def test_perplexity_and_speed(tiny_llama_512, tmp_path):
     (r,) = timed.records
     assert len(r["decode_runs_tok_s"]) == 3 and r["decode_tok_s"] == max(r["decode_runs_tok_s"])
     assert "best of 3 timings" in speed.write_report(timed, tmp_path / "timed", "test").read_text()
+    with pytest.raises(ValueError, match="decode_reps must be at least 1"):
+        speed.run(str(tiny_llama_512.path), ["self-extend"], [600], tmp_path / "none", decode_reps=0)
 
 
 def test_eval_cli_end_to_end(tiny_llama_512, tmp_path):

@@ -61,6 +61,8 @@ def run(model: Optional[str], methods: Sequence[str], depths: Sequence[int], out
     """decode_reps: how many times the decode is timed after one prefill (rewound to the
     prefill between), the best kept: a prefill at 32k takes minutes on a CPU, the decode
     after it seconds, and one short decode on a shared machine swings."""
+    if decode_reps < 1:
+        raise ValueError(f"decode_reps must be at least 1, got {decode_reps}")
     log = ResultLog(Path(out_dir) / "speed.jsonl", ("method", "depth", "flash", "rep"))
     n_ctx_train = n_ctx_train_of(model)
     for depth in depths:
