@@ -7,9 +7,10 @@ what it adds locally).
 
 Run it alone. The four runs alternate, --reps rounds of them, and each rate is the best
 of its rounds (one run on this machine swings by 15% or more, and the first run in a
-process pays for reading the model). On one machine the two servers split its cores (one thread each) and
-compute their layers one after the other, so RPC is slower than local here by
-construction; the ratios that matter are Self-Extend's against vanilla's on each side."""
+process pays for reading the model). On one machine the two servers split its cores
+(one thread each) and compute their layers one after the other, so RPC is slower than
+local here by construction; the ratios that matter are Self-Extend's against vanilla's
+on each side."""
 
 from __future__ import annotations
 

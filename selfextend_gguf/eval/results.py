@@ -64,7 +64,7 @@ def settings_by_length(records: Iterable[dict]) -> str:
         text = ", ".join(f"{k}={v}" for k, v in (r.get("settings") or {}).items())
         if text and text not in by_length.setdefault(r["target_length"], []):
             by_length[r["target_length"]].append(text)
-    return "; ".join(f"{n}: {' or '.join(texts)}" for n, texts in sorted(by_length.items()) if texts)
+    return "; ".join(f"{n}: {' or '.join(texts)}" for n, texts in sorted(by_length.items()))
 
 
 def file_slug(label: str) -> str:

@@ -76,7 +76,7 @@ def run(model: Optional[str], methods: Sequence[str], depths: Sequence[int], out
     return log
 
 
-def _measure(model, method, depth, flash, rep, n_decode, n_ctx_train, threads, n_gpu_layers, decode_reps=1) -> dict:
+def _measure(model, method, depth, flash, rep, n_decode, n_ctx_train, threads, n_gpu_layers, decode_reps) -> dict:
     per_run_peak = _reset_peak_rss()
     runner = build_runner(method, model, depth + n_decode, n_ctx_train, threads=threads, flash_attn=flash,
                           n_gpu_layers=n_gpu_layers)
@@ -95,7 +95,8 @@ def _measure(model, method, depth, flash, rep, n_decode, n_ctx_train, threads, n
         decode_runs.append(round(n_decode / (time.perf_counter() - start), 2))
     record = {"method": method, "depth": depth, "flash": _flash_name(flash), "rep": rep,
               "settings": runner.settings, "prefill_tok_s": round(depth / (t1 - t0), 2),
-              "decode_tok_s": max(decode_runs), "decode_runs_tok_s": decode_runs, "kv_state_mib": round(llm.state_size() / MIB, 1),
+              "decode_tok_s": max(decode_runs), "decode_runs_tok_s": decode_runs,
+              "kv_state_mib": round(llm.state_size() / MIB, 1),
               **_buffers_mib(llm), "peak_rss_mib": round(_peak_rss_mib(), 1), "peak_rss_per_run": per_run_peak}
     print(f"speed {method} depth {depth} flash {record['flash']}: prefill {record['prefill_tok_s']} tok/s, "
           f"decode {record['decode_tok_s']} tok/s, compute {record['compute']} MiB", file=sys.stderr, flush=True)
