@@ -16,7 +16,8 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 import numpy as np
 
 from . import _core
-from . import completions, context_options, embeddings, engine_limits, model_options, package_models, rpc, state_file
+from . import (completions, context_options, embeddings, engine_limits, measured_settings, model_options,
+               package_models, rpc, state_file)
 from . import self_extend as se
 from . import tuned_settings
 from .batching import BatchScheduler
@@ -88,7 +89,8 @@ class Llama:
     when n_ctx exceeds the model's trained context (paper eq. 5, bounded by eq. 4);
     group_size=1 means vanilla attention. With neither given, a setting remembered by
     `selfextend-gguf tune` for this model file and a target length >= n_ctx comes first
-    (use_tuned_setting=False skips it). Self-Extend layers keep grouped keys in
+    (use_tuned_setting=False skips it), then a setting measured on this model file and
+    shipped with the package (measured_settings.py), then eq. 5. Self-Extend layers keep grouped keys in
     llama.cpp's K cache: the KV cache is vanilla's size.
     """
 
@@ -160,6 +162,9 @@ class Llama:
         if self.rpc_servers and n_gpu_layers == 0:
             logger.warning("rpc_servers given with n_gpu_layers=0: every layer stays on this machine; "
                            "pass n_gpu_layers=-1 to place them on the servers")
+        if not vocab_only:
+            # before the model loads: a misspelt value should not cost a load
+            context_options.check_flash_kernel_variable()
         self._model = _core.Model(self.model_path, model_options.build(
             n_gpu_layers, split_mode, main_gpu, tensor_split, vocab_only, use_mmap, use_mlock, kv_overrides,
             devices=rpc.model_devices(self.rpc_servers)))
@@ -208,15 +213,19 @@ class Llama:
                              f"{arch!r}) and cannot run past its "
                              f"trained context: use n_ctx <= {n_ctx_train}")
         explicit = group_size is not None or neighbor_window is not None
-        tuned = None
+        tuned = measured = None
         if use_tuned_setting and not explicit and n_ctx > n_ctx_train:
             tuned = tuned_settings.lookup(self.model_path, n_ctx)
-        if tuned is not None:
-            group_size, neighbor_window = tuned.group_size, tuned.neighbor_window
+        if tuned is None and not explicit and n_ctx > n_ctx_train:
+            measured = measured_settings.lookup(self.model_path, n_ctx)
+        chosen = tuned or measured
+        if chosen is not None:
+            group_size, neighbor_window = chosen.group_size, chosen.neighbor_window
         settings = se.resolve(n_ctx, n_ctx_train, group_size, neighbor_window)
-        # where the setting came from: "tuned", "explicit" or "eq. 5" (None: vanilla)
+        # where the setting came from: "tuned", "measured", "explicit" or "eq. 5" (None: vanilla)
         self.self_extend_origin = None if settings is None else (
-            "tuned" if tuned is not None else "explicit" if explicit else "eq. 5")
+            "tuned" if tuned is not None else "measured" if measured is not None
+            else "explicit" if explicit else "eq. 5")
         if settings is not None:
             status = self._model.self_extend_supported()
             if status != 0:
@@ -228,6 +237,11 @@ class Llama:
                           f"tuned setting group_size={settings.group_size}, neighbor_window="
                           f"{settings.neighbor_window} (from `selfextend-gguf tune` at length {tuned.length} "
                           f"on {tuned.tuned_at}; `selfextend-gguf tune --forget` clears it)")
+            elif measured is not None:
+                self._log(f"n_ctx={n_ctx} exceeds the trained context {n_ctx_train}: Self-Extend on with "
+                          f"group_size={settings.group_size}, neighbor_window={settings.neighbor_window}, "
+                          f"measured on this model for n_ctx {measured.n_ctx_above + 1}-{measured.n_ctx_up_to} "
+                          f"({measured.evidence})")
             elif not explicit:
                 self._log(f"n_ctx={n_ctx} exceeds the trained context {n_ctx_train}: Self-Extend on with "
                           f"group_size={settings.group_size}, neighbor_window={settings.neighbor_window} "

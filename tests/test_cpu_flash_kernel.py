@@ -87,8 +87,13 @@ def test_stock_form_gives_values_the_keys_head_size(tiny_llama):
 
 def test_unknown_form_is_refused(tiny_llama, monkeypatch):
     from selfextend_gguf import Llama
+    from selfextend_gguf import _core
     monkeypatch.setenv("SELFEXTEND_GGUF_FLASH_KERNEL", "stok")
+    loads = []
+    real_model = _core.Model
+    monkeypatch.setattr(_core, "Model", lambda *args: loads.append(args) or real_model(*args))
     with pytest.raises(ValueError, match="must be one of stock, derived, logits"):
         Llama(str(tiny_llama.path), n_ctx=256, flash_attn=True, group_size=6, neighbor_window=16)
+    assert loads == [], "the variable is checked before the model is loaded"
     monkeypatch.setenv("SELFEXTEND_GGUF_FLASH_KERNEL", "stock")
     Llama(str(tiny_llama.path), n_ctx=256, flash_attn=True, group_size=6, neighbor_window=16).close()

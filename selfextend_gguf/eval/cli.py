@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from .methods import METHODS
+from .methods import METHODS, automatic_choice
 
 
 def tokens_count(text: str) -> int:
@@ -113,7 +113,8 @@ def run(args) -> int:
                                         threads=args.threads, group_size=args.group_size,
                                         neighbor_window=args.neighbor_window, flash_attn=args.flash_attn,
                                         n_gpu_layers=args.n_gpu_layers)
-        report = passkey_eval.write_report(log, out, args.task, args.chat, command)
+        report = passkey_eval.write_report(log, out, args.task, args.chat, command,
+                                           automatic_choice(args.model))
     elif args.task == "perplexity":
         from . import perplexity
         text = args.text.read_text(encoding="utf-8") if args.text else None
@@ -121,7 +122,7 @@ def run(args) -> int:
                              threads=args.threads, text_name=args.text.name if args.text else None,
                              group_size=args.group_size, neighbor_window=args.neighbor_window,
                              flash_attn=args.flash_attn, n_gpu_layers=args.n_gpu_layers)
-        report = perplexity.write_report(log, out, command)
+        report = perplexity.write_report(log, out, command, automatic_choice(args.model))
     else:
         from . import speed
         methods = [m for m in args.methods if m in ("vanilla", "self-extend")] or ["vanilla", "self-extend"]

@@ -2,7 +2,8 @@
 for a target length that answers a prompt greedily.
 
 - vanilla:       n_ctx beyond the trained window, nothing changed
-- self-extend:   exact Self-Extend, G and W by eq. 5 (or given)
+- self-extend:   exact Self-Extend, G and W chosen as Llama chooses them (a setting
+                 measured on the model and shipped, else eq. 5), or given
 - grouped-cache: llama.cpp's approximate method (seq_add/seq_div), same G and W
 - yarn, linear:  llama.cpp RoPE scaling, original context from the model
 - truncate:      keep only the last n_ctx_train tokens (what a user does today)
@@ -16,8 +17,10 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from .. import measured_settings
 from .. import self_extend as se
 from ..llama import Llama
+from ..package_models import resolve_model_path
 from ..text_stream import TextStream
 from .grouped_cache import GroupedCache
 
@@ -78,14 +81,20 @@ def _grouped_cache_setting(n_ctx: int, n_ctx_train: int, group_size: Optional[in
 
 
 def planned_settings(method: str, length: int, n_ctx_train: int, group_size: Optional[int] = None,
-                     neighbor_window: Optional[int] = None) -> Dict[str, object]:
+                     neighbor_window: Optional[int] = None, model_file: Optional[str] = None) -> Dict[str, object]:
     """The settings a runner of `method` will have, known before any model loads.
     Results are keyed by them, so a cell run with one setting is never taken for
-    another's (an explicit G, or a changed automatic rule, reruns it)."""
+    another's (an explicit G, or a changed automatic rule, reruns it). model_file: the
+    model's GGUF path, for the settings measured on it (None: eq. 5 alone)."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     n_ctx, L = context_length(length), n_ctx_train
     if method == "self-extend":
+        measured = None
+        if group_size is None and neighbor_window is None and n_ctx > L:
+            measured = measured_settings.lookup(model_file, n_ctx)
+        if measured is not None:
+            group_size, neighbor_window = measured.group_size, measured.neighbor_window
         s = se.resolve(n_ctx, L, group_size, neighbor_window)
         return {"group_size": s.group_size, "neighbor_window": s.neighbor_window} if s else {}
     if method == "grouped-cache":
@@ -96,6 +105,14 @@ def planned_settings(method: str, length: int, n_ctx_train: int, group_size: Opt
     if method == "truncate":
         return {"kept_tokens": L - ANSWER_ROOM}
     return {}
+
+
+def automatic_choice(model: Optional[str]) -> Callable[[str, int], Dict[str, object]]:
+    """method, length -> the settings `method` chooses by itself for this model (no G or
+    W given): what a report's row named after the bare method stands for."""
+    model_file = resolve_model_path(model)
+    n_ctx_train = n_ctx_train_of(model_file)
+    return lambda method, length: planned_settings(method, length, n_ctx_train, model_file=model_file)
 
 
 def variant_of(method: str, group_size: Optional[int], neighbor_window: Optional[int]) -> Optional[str]:
@@ -114,13 +131,15 @@ def build_runner(method: str, model_path: Optional[str], length: int, n_ctx_trai
                  threads: Optional[int] = None, n_ubatch: int = 512, flash_attn: bool = False,
                  n_gpu_layers: int = 0) -> Runner:
     n_ctx = context_length(length)
-    planned = planned_settings(method, length, n_ctx_train, group_size, neighbor_window)
+    planned = planned_settings(method, length, n_ctx_train, group_size, neighbor_window,
+                               resolve_model_path(model_path))
     common = dict(n_threads=threads, n_ubatch=n_ubatch, n_batch=max(512, n_ubatch), flash_attn=flash_attn,
                   n_gpu_layers=n_gpu_layers)
     L = n_ctx_train
 
     if method == "self-extend":
-        # "self-extend" means eq. 5 unless G/W are given, even after `tune` remembered a setting
+        # "self-extend" is the shipped automatic choice unless G/W are given, even after
+        # `tune` remembered a setting on this machine
         llm = Llama(model_path, n_ctx=n_ctx, group_size=group_size, neighbor_window=neighbor_window,
                     use_tuned_setting=False, **common)
         s = llm.self_extend

@@ -11,10 +11,11 @@ from typing import Callable, Optional, Sequence
 
 from .. import passkey
 from ..llama import Llama
+from ..package_models import resolve_model_path
 from . import heatmap
 from .methods import Runner, build_runner, n_ctx_train_of, planned_settings, variant_of
-from .results import (ResultLog, accuracy_table, command_line, file_slug, leading_digits_table, method_label,
-                      settings_by_length, with_variants)
+from .results import (Automatic, ResultLog, accuracy_table, command_line, file_slug, leading_digits_table,
+                      method_label, settings_by_length, with_variants)
 
 Progress = Callable[[str], None]
 
@@ -64,12 +65,13 @@ def run_grid(model: Optional[str], methods: Sequence[str], lengths: Sequence[int
     log = ResultLog(Path(out_dir) / f"{task}-{style}.jsonl",
                     ("method", "settings", "target_length", "depth", "trial", "n_digits"))
     n_ctx_train = n_ctx_train_of(model)
+    model_file = resolve_model_path(model)
     total = len(methods) * len(lengths) * len(depths) * trials * len(digits)
     done = 0
     for length in lengths:
         for method in methods:
             runner = None
-            settings = planned_settings(method, length, n_ctx_train, group_size, neighbor_window)
+            settings = planned_settings(method, length, n_ctx_train, group_size, neighbor_window, model_file)
             variant = variant_of(method, group_size, neighbor_window)
             for n_digits in digits:
                 # deepest key first: the next prompt shares the filler before its own key
@@ -97,9 +99,12 @@ def run_grid(model: Optional[str], methods: Sequence[str], lengths: Sequence[int
     return log
 
 
-def write_report(log: ResultLog, out_dir: Path, task: str, chat: bool, command: str) -> Path:
+def write_report(log: ResultLog, out_dir: Path, task: str, chat: bool, command: str,
+                 automatic: Optional[Automatic] = None) -> Path:
+    """automatic (methods.automatic_choice): name rows by the settings they ran, the
+    bare method being the automatic choice of now."""
     style = "chat" if chat else "plain"
-    records = with_variants(log.records)
+    records = with_variants(log.records, automatic)
     lines = [f"# {task} ({style} prompt)", "", command_line(command), ""]
     if task == "digits":
         lines += [accuracy_table(records, "method", "n_digits", "method \\ key digits"), "",

@@ -11,9 +11,10 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ..package_models import resolve_model_path
 from ..texts import default_text
 from .methods import build_runner, n_ctx_train_of, planned_settings, variant_of
-from .results import ResultLog, command_line, method_label, with_variants
+from .results import Automatic, ResultLog, command_line, method_label, with_variants
 
 
 def nll(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -39,12 +40,13 @@ def run(model: Optional[str], methods: Sequence[str], lengths: Sequence[int], ou
         text_name, text = default_text()
     text_name = text_name or "text"
     n_ctx_train = n_ctx_train_of(model)
+    model_file = resolve_model_path(model)
     anchor = max(lengths)
     tokens = None
     for length in lengths:
         for method in methods:
             runner = None
-            settings = planned_settings(method, length, n_ctx_train, group_size, neighbor_window)
+            settings = planned_settings(method, length, n_ctx_train, group_size, neighbor_window, model_file)
             variant = variant_of(method, group_size, neighbor_window)
             for w in range(windows):
                 scored_from = anchor + w * stride
@@ -78,12 +80,12 @@ def run(model: Optional[str], methods: Sequence[str], lengths: Sequence[int], ou
     return log
 
 
-def write_report(log: ResultLog, out_dir: Path, command: str) -> Path:
+def write_report(log: ResultLog, out_dir: Path, command: str, automatic: Optional[Automatic] = None) -> Path:
     lines = ["# perplexity (sliding window: only the last tokens of each window are scored)", "",
              command_line(command), "",
              "Every length scores the same tokens; only the context before them differs.", ""]
     groups = {}
-    for r in with_variants(log.records):
+    for r in with_variants(log.records, automatic):
         if "scored_from" not in r:
             continue   # written before every length scored the same tokens
         anchor = r["scored_from"] - r["window"] * r["scored"]

@@ -8,7 +8,7 @@ import os
 import re
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, Iterable, List, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..llama import common_prefix_length
 
@@ -50,8 +50,30 @@ def _hashable(value):
     return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
 
 
-def method_label(record: dict) -> str:
-    """The method's name, with the variant a run asked for ("self-extend (G=7, W=1024)")."""
+# the methods whose setting (G and W) is either given or chosen automatically
+SETTING_METHODS = ("self-extend", "grouped-cache")
+
+# method, length -> the settings the method chooses by itself now (methods.automatic_choice)
+Automatic = Callable[[str, int], Dict[str, object]]
+
+
+def settings_label(settings: Dict[str, object]) -> str:
+    """G and W of a self-extend or grouped-cache setting: "G=6, W=1024"."""
+    g = settings.get("group_size", settings.get("ga_n"))
+    w = settings.get("neighbor_window", settings.get("ga_w"))
+    return f"G={g}, W={w}"
+
+
+def method_label(record: dict, automatic: Optional[Automatic] = None) -> str:
+    """The method's name, with the variant a run asked for ("self-extend (G=7, W=1024)").
+    With `automatic`, a method that takes G and W is named by what it ran instead: the
+    bare name for the setting it chooses by itself now, else "(G=.., W=..)", so a row
+    named after the method stays the automatic choice after that choice changes."""
+    if automatic is not None and record["method"] in SETTING_METHODS and record.get("settings"):
+        length = record.get("target_length", record.get("length"))
+        if record["settings"] == automatic(record["method"], length):
+            return record["method"]
+        return f"{record['method']} ({settings_label(record['settings'])})"
     variant = record.get("variant")
     return f"{record['method']} ({variant})" if variant else record["method"]
 
@@ -72,10 +94,10 @@ def file_slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9.-]+", "-", label.replace("=", "")).strip("-")
 
 
-def with_variants(records: Iterable[dict]) -> List[dict]:
+def with_variants(records: Iterable[dict], automatic: Optional[Automatic] = None) -> List[dict]:
     """Copies of the records whose method names their variant, so that tables and
     heatmaps show each variant of a method in a row of its own."""
-    return [dict(r, method=method_label(r)) for r in records]
+    return [dict(r, method=method_label(r, automatic)) for r in records]
 
 
 def _grid(records: Iterable[dict], row: str, col: str) -> Tuple[list, list, Dict[Tuple, List[dict]]]:

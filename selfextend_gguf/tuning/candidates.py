@@ -1,7 +1,8 @@
 """The (G, W) pairs that `tune` scores for a target length N on a model trained on L.
 
 Every candidate satisfies eq. 4, (L - W) * G + W >= N, so it can reach N at all:
-- the eq. 5 choice (what `Llama` picks without a tuned setting);
+- the eq. 5 choice, and a setting measured on this model and shipped for N if there is
+  one (what `Llama` picks without a tuned setting: measured_settings.py);
 - a smaller and a larger G at the same W (half and twice, the smaller one no lower than
   eq. 4 allows);
 - W from about L/32 (the paper authors advise a small W, about 100, for Llama-3's 8k)
@@ -10,8 +11,9 @@ Every candidate satisfies eq. 4, (L - W) * G + W >= N, so it can reach N at all:
 
 from __future__ import annotations
 
-from typing import List, NamedTuple
+from typing import List, NamedTuple, Optional
 
+from .. import measured_settings
 from .. import self_extend as se
 
 
@@ -21,13 +23,16 @@ class Candidate(NamedTuple):
     why: str
 
 
-def candidates(n_ctx_train: int, length: int) -> List[Candidate]:
+def candidates(n_ctx_train: int, length: int, model_file: Optional[str] = None) -> List[Candidate]:
     if length <= n_ctx_train:
         raise ValueError(f"tune chooses Self-Extend settings for lengths beyond the model's trained context "
                          f"({n_ctx_train} tokens); got length {length}")
     L = n_ctx_train
     chosen = se.choose(length, L)
     found: List[Candidate] = [Candidate(chosen.group_size, chosen.neighbor_window, "eq. 5")]
+    measured = measured_settings.lookup(model_file, length)
+    if measured is not None and (measured.group_size, measured.neighbor_window) != tuple(chosen):
+        found.insert(0, Candidate(measured.group_size, measured.neighbor_window, "measured, shipped"))
 
     def add(group_size: int, window: int, why: str) -> None:
         if any(c.group_size == group_size and c.neighbor_window == window for c in found):

@@ -92,7 +92,7 @@ def tune(model_path: Optional[str] = None, length: int = 16384, *,
     probe = Llama(model_path, n_ctx=64, group_size=1, n_threads=n_threads)
     model_path, n_ctx_train = probe.model_path, probe.n_ctx_train()
     if candidates is None:
-        chosen = default_candidates(n_ctx_train, length)
+        chosen = default_candidates(n_ctx_train, length, model_path)
     else:
         chosen = []
         for group_size, window in candidates:

@@ -1,0 +1,63 @@
+"""Self-Extend settings measured on the packaged models, shipped with the package.
+
+eq. 5 is a rule of thumb. Where a packaged model was measured to do better with another
+setting over some range of n_ctx, that setting is used for the model in that range
+instead of eq. 5; outside it eq. 5 still decides. A setting the user tuned with
+`selfextend-gguf tune` comes first, an explicit group_size/neighbor_window before all.
+Each entry names the measurement behind it (bench/results/).
+
+A model file is recognised by its size and sha256 (the sha256 only for a file of a
+listed size, and once per file per process), so a copy of the same GGUF anywhere counts.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Dict, NamedTuple, Optional, Tuple
+
+from .model_path import DEFAULT_MODEL_SHA256, _sha256
+
+
+class MeasuredSetting(NamedTuple):
+    group_size: int
+    neighbor_window: int
+    n_ctx_above: int     # used for n_ctx_above < n_ctx <= n_ctx_up_to
+    n_ctx_up_to: int
+    evidence: str
+
+
+# (file size, sha256) -> the measured settings of that file
+MEASURED: Dict[Tuple[int, str], Tuple[MeasuredSetting, ...]] = {
+    (98362432, DEFAULT_MODEL_SHA256): (
+        # 24704 and 32896 are the n_ctx of the 24k and 32k evaluations (prompt + 128 tokens
+        # of room): at 24k eq. 5's G=8 found 10/10, so the range starts above it
+        MeasuredSetting(6, 1024, 24704, 32896,
+                        "passkey at 32k, 5 depths x 2 trials: 9/10, against 8/10 for eq. 5's "
+                        "G=11 and 7/10 for YaRN on the same prompts (bench/results/grid-4x)"),
+    ),
+}
+
+
+@functools.lru_cache(maxsize=16)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    return _sha256(Path(path))
+
+
+def lookup(model_path: Optional[str], n_ctx: int) -> Optional[MeasuredSetting]:
+    """The measured setting for this model file at n_ctx, if one was shipped."""
+    if not model_path:
+        return None
+    try:
+        st = os.stat(model_path)
+    except OSError:
+        return None
+    sizes = {size for size, _ in MEASURED}
+    if st.st_size not in sizes:
+        return None
+    digest = _file_sha256(os.path.realpath(model_path), st.st_size, st.st_mtime_ns)
+    for setting in MEASURED.get((st.st_size, digest), ()):
+        if setting.n_ctx_above < n_ctx <= setting.n_ctx_up_to:
+            return setting
+    return None
