@@ -64,8 +64,8 @@ def run_grid(model: Optional[str], methods: Sequence[str], lengths: Sequence[int
     style = "chat" if chat else "plain"
     log = ResultLog(Path(out_dir) / f"{task}-{style}.jsonl",
                     ("method", "settings", "target_length", "depth", "trial", "n_digits"))
-    n_ctx_train = n_ctx_train_of(model)
-    model_file = resolve_model_path(model)
+    model_file = resolve_model_path(model)   # once: the default model's path is verified by sha256
+    n_ctx_train = n_ctx_train_of(model_file)
     total = len(methods) * len(lengths) * len(depths) * trials * len(digits)
     done = 0
     for length in lengths:
@@ -86,7 +86,7 @@ def run_grid(model: Optional[str], methods: Sequence[str], lengths: Sequence[int
                         if log.has(**cell):
                             continue
                         if runner is None:
-                            runner = build_runner(method, model, length, n_ctx_train, group_size, neighbor_window,
+                            runner = build_runner(method, model_file, length, n_ctx_train, group_size, neighbor_window,
                                                   threads=threads, flash_attn=flash_attn, n_gpu_layers=n_gpu_layers)
                         result = run_cell(runner, length, depth, trial, n_digits, seed, chat)
                         record = {**cell, **({"variant": variant} if variant else {}), "style": style,

@@ -39,8 +39,8 @@ def run(model: Optional[str], methods: Sequence[str], lengths: Sequence[int], ou
     if text is None:
         text_name, text = default_text()
     text_name = text_name or "text"
-    n_ctx_train = n_ctx_train_of(model)
-    model_file = resolve_model_path(model)
+    model_file = resolve_model_path(model)   # once: the default model's path is verified by sha256
+    n_ctx_train = n_ctx_train_of(model_file)
     anchor = max(lengths)
     tokens = None
     for length in lengths:
@@ -54,7 +54,7 @@ def run(model: Optional[str], methods: Sequence[str], lengths: Sequence[int], ou
                             scored_from=scored_from)
                 if log.has(**cell):
                     continue
-                runner = runner or build_runner(method, model, length, n_ctx_train, group_size, neighbor_window,
+                runner = runner or build_runner(method, model_file, length, n_ctx_train, group_size, neighbor_window,
                                                 threads=threads, flash_attn=flash_attn,
                                                 n_gpu_layers=n_gpu_layers)
                 if tokens is None:
