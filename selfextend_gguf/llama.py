@@ -216,8 +216,9 @@ class Llama:
         tuned = measured = None
         if use_tuned_setting and not explicit and n_ctx > n_ctx_train:
             tuned = tuned_settings.lookup(self.model_path, n_ctx)
-        if tuned is None and not explicit and n_ctx > n_ctx_train:
-            measured = measured_settings.lookup(self.model_path, n_ctx)
+        if tuned is None:
+            measured = measured_settings.instead_of_eq5(self.model_path, n_ctx, n_ctx_train,
+                                                        group_size, neighbor_window)
         chosen = tuned or measured
         if chosen is not None:
             group_size, neighbor_window = chosen.group_size, chosen.neighbor_window

@@ -12,12 +12,10 @@ listed size, and once per file per process), so a copy of the same GGUF anywhere
 
 from __future__ import annotations
 
-import functools
 import os
-from pathlib import Path
 from typing import Dict, NamedTuple, Optional, Tuple
 
-from .model_path import DEFAULT_MODEL_SHA256, _sha256
+from .model_path import DEFAULT_MODEL_SHA256, file_sha256
 
 
 class MeasuredSetting(NamedTuple):
@@ -40,11 +38,6 @@ MEASURED: Dict[Tuple[int, str], Tuple[MeasuredSetting, ...]] = {
 }
 
 
-@functools.lru_cache(maxsize=16)
-def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    return _sha256(Path(path))
-
-
 def lookup(model_path: Optional[str], n_ctx: int) -> Optional[MeasuredSetting]:
     """The measured setting for this model file at n_ctx, if one was shipped."""
     if not model_path:
@@ -56,8 +49,18 @@ def lookup(model_path: Optional[str], n_ctx: int) -> Optional[MeasuredSetting]:
     sizes = {size for size, _ in MEASURED}
     if st.st_size not in sizes:
         return None
-    digest = _file_sha256(os.path.realpath(model_path), st.st_size, st.st_mtime_ns)
+    digest = file_sha256(model_path)
     for setting in MEASURED.get((st.st_size, digest), ()):
         if setting.n_ctx_above < n_ctx <= setting.n_ctx_up_to:
             return setting
     return None
+
+
+def instead_of_eq5(model_path: Optional[str], n_ctx: int, n_ctx_train: int,
+                   group_size: Optional[int], neighbor_window: Optional[int]) -> Optional[MeasuredSetting]:
+    """The measured setting that replaces eq. 5 for this run, if any: only when neither G
+    nor W was given and n_ctx is beyond the trained context. `Llama` and eval's
+    planned settings both ask here, so they cannot disagree on when it applies."""
+    if group_size is not None or neighbor_window is not None or n_ctx <= n_ctx_train:
+        return None
+    return lookup(model_path, n_ctx)

