@@ -100,6 +100,6 @@ def test_the_shipped_entry_is_the_default_model():
     from selfextend_gguf import default_model_path
     path = default_model_path()
     assert measured_settings.lookup(path, 32768 + 128) == measured_settings.lookup(path, 32768)
-    assert tuple(measured_settings.lookup(path, 32768)[:2]) == (6, 1024)
+    assert tuple(measured_settings.lookup(path, 32768)[:2]) == (22, 1024)
     for n_ctx in (16384 + 128, 24576 + 128, 40000):   # eq. 5 there (10/10 at 16k and 24k)
         assert measured_settings.lookup(path, n_ctx) is None
