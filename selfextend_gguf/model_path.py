@@ -46,16 +46,18 @@ def _sha256(path: Path) -> str:
 
 
 @functools.lru_cache(maxsize=16)
-def _sha256_of_version(real_path: str, size: int, mtime_ns: int) -> str:
+def _sha256_of_version(real_path: str, inode: int, size: int, mtime_ns: int, ctime_ns: int) -> str:
     return _sha256(Path(real_path))
 
 
 def file_sha256(path) -> str:
-    """sha256 of a file, computed once per version of it (real path, size, mtime) per
-    process: model files are hundreds of MB and are checked on every load."""
+    """sha256 of a file, computed once per version of it per process: model files are
+    hundreds of MB and are checked on every load. A version is (real path, inode, size,
+    mtime, ctime): ctime moves on every write and cannot be set back (as mtime can), so a
+    file rewritten in place with its old size and mtime is hashed again."""
     real = os.path.realpath(path)
     st = os.stat(real)
-    return _sha256_of_version(real, st.st_size, st.st_mtime_ns)
+    return _sha256_of_version(real, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _installed_package_model() -> Path | None:

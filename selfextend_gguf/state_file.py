@@ -32,7 +32,7 @@ _PREFIX = struct.Struct("<8sII")
 _MAX_HEADER = 1 << 20
 _CHUNK = 1 << 24
 
-_fingerprints: Dict[Tuple[str, int, int], Dict[str, Any]] = {}
+_fingerprints: Dict[Tuple[str, int, int, int, int], Dict[str, Any]] = {}
 
 
 class StateFileError(ValueError):
@@ -54,9 +54,10 @@ def model_fingerprint(path: str) -> Dict[str, Any]:
     """The model file's identity: its size, the sha256 of everything before the tensor
     data (GGUF header, metadata, tensor table), and the sha256 of 16 blocks of 64 KiB
     spread over the tensor data (two fine-tunes converted alike have equal headers).
-    A few MiB read, never the gigabytes of weights; remembered per path, size and mtime."""
+    A few MiB read, never the gigabytes of weights; remembered per version of the file
+    (path, inode, size, mtime, ctime: ctime moves on every write, mtime can be set back)."""
     st = os.stat(path)
-    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
+    key = (os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     if key not in _fingerprints:
         n = _core.gguf_header_size(path)
         header, sample = hashlib.sha256(), hashlib.sha256()
