@@ -62,6 +62,32 @@ def _document(llm, length=LENGTH, n_needles=4):
                          lambda token: llm.token_bytes(token).endswith(b"\n"), n_needles=n_needles)
 
 
+def _result(*rows):
+    """A TuneResult from (G, needles found, mean log-prob, perplexity) rows."""
+    from selfextend_gguf.tuning.candidates import Candidate
+    from selfextend_gguf.tuning.scoring import AnswerScore, SettingScore
+    from selfextend_gguf.tuning.tune import CandidateResult, TuneResult
+    results = [CandidateResult(Candidate(g, 1024, "test"),
+                               SettingScore([AnswerScore(log_prob, i < found) for i in range(6)], perplexity), 1.0)
+               for g, found, log_prob, perplexity in rows]
+    return TuneResult("model.gguf", 32768, 8192, "text", 6, results, 1.0)
+
+
+def test_the_lowest_perplexity_is_named_only_among_candidates_that_found_as_much():
+    from selfextend_gguf.tuning.cli import _report
+    # the 32k run of bench/results/grid-4x/tune-32k.md, in short: G=22 answers surest, G=6 predicts best
+    result = _result((6, 4, -3.3, 7.7), (11, 4, -1.7, 7.8), (22, 4, -1.5, 8.6), (5, 3, -1.0, 7.0))
+    assert result.best.candidate.group_size == 22
+    assert result.best_text_prediction.candidate.group_size == 6     # G=5 found fewer: never offered
+    report = "\n".join(_report(result, "MODEL", "tune"))
+    assert "group_size=6, neighbor_window=1024 found as many needles with the lowest perplexity (7.700 against " \
+           "8.600)" in report
+    # when the recommendation also predicts best, nothing more is said
+    same = _result((6, 4, -3.3, 8.7), (22, 4, -1.5, 7.6))
+    assert same.best_text_prediction is None
+    assert "predicting text" not in "\n".join(_report(same, "MODEL", "tune"))
+
+
 def test_needle_document_fits_and_holds_each_fact(tiny_llama_512):
     llm = Llama(str(tiny_llama_512.path), n_ctx=64, group_size=1)
     doc = _document(llm, n_needles=6)

@@ -87,6 +87,11 @@ def _report(result, model_arg: str, command: str):
         yield f"Note: {note}."
     yield f"Recommended: group_size={best.group_size}, neighbor_window={best.neighbor_window} ({best.why})."
     yield f"Use it: `{result.command(model_arg)}`"
+    other = result.best_text_prediction
+    if other is not None:
+        yield (f"If predicting text matters more than finding facts: group_size={other.candidate.group_size}, "
+               f"neighbor_window={other.candidate.neighbor_window} found as many needles with the lowest "
+               f"perplexity ({other.score.perplexity:.3f} against {result.best.score.perplexity:.3f}).")
     if result.remembered:
         yield (f"Remembered for this model file: `Llama(model, n_ctx=n)` with {result.n_ctx_train} < n <= "
                f"{result.length} uses it (`selfextend-gguf tune --forget` clears).")

@@ -46,6 +46,16 @@ class TuneResult:
     def best(self) -> CandidateResult:
         return max(self.results, key=lambda r: r.rank_key)
 
+    @property
+    def best_text_prediction(self) -> Optional[CandidateResult]:
+        """The candidate with the lowest perplexity among those that found as many needles
+        as the recommendation, when it is not the recommendation: the two rankings often
+        disagree (a larger G answers more surely, a smaller one predicts text better)."""
+        best = self.best
+        peers = [r for r in self.results if r.score.found == best.score.found]
+        lowest = min(peers, key=lambda r: r.score.perplexity)
+        return None if lowest is best or lowest.score.perplexity >= best.score.perplexity else lowest
+
     def command(self, model_arg: str = "MODEL") -> str:
         best = self.best.candidate
         return (f"selfextend-gguf complete --model {model_arg} --n-ctx {self.length} "
