@@ -140,7 +140,10 @@ def test_perplexity_and_speed(tiny_llama_512, tmp_path):
                       decode_reps=3)
     (r,) = timed.records
     assert len(r["decode_runs_tok_s"]) == 3 and r["decode_tok_s"] == max(r["decode_runs_tok_s"])
-    assert "best of 3 timings" in speed.write_report(timed, tmp_path / "timed", "test").read_text()
+    assert "best of 3 timings after each prefill" in speed.write_report(timed, tmp_path / "timed", "test").read_text()
+    mixed = speed.run(str(tiny_llama_512.path), ["vanilla"], [600], tmp_path / "timed", n_decode=4)
+    assert "best of 3 timings after the prefill in rows timed more than once (the others: one)" in \
+        speed.write_report(mixed, tmp_path / "timed", "test").read_text()
     with pytest.raises(ValueError, match="decode_reps must be at least 1"):
         speed.run(str(tiny_llama_512.path), ["self-extend"], [600], tmp_path / "none", decode_reps=0)
 
@@ -153,6 +156,20 @@ def test_eval_cli_end_to_end(tiny_llama_512, tmp_path):
     assert [r["method"] for r in records] == ["vanilla", "self-extend"]
     with pytest.raises(SystemExit):
         main(["eval", "passkey", "--methods", "magic"])
+
+
+def test_eval_speed_cli_keeps_the_memory_table_of_an_earlier_run(tiny_llama_512, tmp_path):
+    from selfextend_gguf.cli import main
+    model = ["--model", str(tiny_llama_512.path), "--threads", "2", "--decode", "2", "--out", str(tmp_path)]
+    assert main(["eval", "speed", *model, "--depths", "600", "--ubatch-depth", "1200", "--ubatches", "64"]) == 0
+    first = (tmp_path / "speed.md").read_text()
+    assert "| 64 | off |" in first and "earlier" not in first
+    # a second run at another depth, without --ubatch-depth, rewrites the report with both
+    # depths and the memory table it did not measure, saying where that came from
+    assert main(["eval", "speed", *model, "--depths", "700"]) == 0
+    second = (tmp_path / "speed.md").read_text()
+    assert "| vanilla | 700 |" in second and "| vanilla | 600 |" in second
+    assert "| 64 | off |" in second and "(rows of an earlier `--ubatch-depth` run, in speed-ubatch.jsonl)" in second
 
 
 def test_eval_cli_flash_attn_reaches_the_runner(tiny_llama_512, tmp_path, monkeypatch):

@@ -133,6 +133,9 @@ def run(args) -> int:
         for depth in args.ubatch_depth:
             ubatch_log = speed.compute_buffers_vs_ubatch(args.model, methods, depth, args.ubatches, out,
                                                          flash=args.flash_attn, n_gpu_layers=args.n_gpu_layers)
-        report = speed.write_report(log, out, command, ubatch_log)
+        earlier = ubatch_log is None
+        if earlier:   # keep the memory table a run with --ubatch-depth wrote before
+            ubatch_log = speed.earlier_ubatch_log(out)
+        report = speed.write_report(log, out, command, ubatch_log, ubatch_from_earlier_run=earlier)
     print(report.read_text())
     return 0

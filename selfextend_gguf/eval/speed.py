@@ -105,10 +105,21 @@ def _measure(model, method, depth, flash, rep, n_decode, n_ctx_train, threads, n
     return record
 
 
+def _ubatch_log(out_dir: Path) -> ResultLog:
+    return ResultLog(Path(out_dir) / "speed-ubatch.jsonl", ("method", "depth", "flash", "n_ubatch"))
+
+
+def earlier_ubatch_log(out_dir: Path) -> Optional[ResultLog]:
+    """The memory-against-n_ubatch rows an earlier `--ubatch-depth` run left in out_dir, so
+    that a report rewritten by a run without it keeps its memory table."""
+    log = _ubatch_log(out_dir)
+    return log if log.records else None
+
+
 def compute_buffers_vs_ubatch(model: Optional[str], methods: Sequence[str], depth: int, n_ubatches: Sequence[int],
                               out_dir: Path, flash: Sequence[bool] = (False, True), n_gpu_layers: int = 0) -> ResultLog:
     """Compute buffers as llama.cpp reserves them for n_ctx = depth (no evaluation)."""
-    log = ResultLog(Path(out_dir) / "speed-ubatch.jsonl", ("method", "depth", "flash", "n_ubatch"))
+    log = _ubatch_log(out_dir)
     n_ctx_train = n_ctx_train_of(model)
     for n_ubatch in n_ubatches:
         for fa in flash:
@@ -128,7 +139,8 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else "-"
 
 
-def write_report(log: ResultLog, out_dir: Path, command: str, ubatch_log: Optional[ResultLog] = None) -> Path:
+def write_report(log: ResultLog, out_dir: Path, command: str, ubatch_log: Optional[ResultLog] = None,
+                 ubatch_from_earlier_run: bool = False) -> Path:
     best = {}   # (method, depth, flash) -> best prefill, best decode of the repetitions
     for r in log.records:
         k = (r["method"], r["depth"], r.get("flash", "off"))
@@ -143,9 +155,10 @@ def write_report(log: ResultLog, out_dir: Path, command: str, ubatch_log: Option
              "allocated them (all buffer types); KV in use is the state size at the end of the run; peak RSS "
              "is the whole process during that one measurement (model load included). Memory is from the "
              "last repetition."]
-    n_timed = max((len(r.get("decode_runs_tok_s", [])) for r in log.records), default=0)
-    if n_timed > 1:
-        lines[-1] += (f" Decode: the best of {n_timed} timings after each prefill, rewound to the prefill between "
+    timings = {len(r.get("decode_runs_tok_s", [])) or 1 for r in log.records}
+    if max(timings, default=1) > 1:
+        rows = "each prefill" if len(timings) == 1 else "the prefill in rows timed more than once (the others: one)"
+        lines[-1] += (f" Decode: the best of {max(timings)} timings after {rows}, rewound to the prefill between "
                       "them (every timing is in speed.jsonl's decode_runs_tok_s).")
     lines += ["",
               "| method | depth | flash | prefill tok/s | decode tok/s | KV cache MiB (in use) | compute buffers MiB "
@@ -181,8 +194,9 @@ def write_report(log: ResultLog, out_dir: Path, command: str, ubatch_log: Option
                 lines.append(f"| {n} | {sp / vp:.2f}x ({sfp} / {vfp}) | {sd / vd:.2f}x ({sfd} / {vfd}) "
                              f"| {buffers[0]} | {buffers[1]} | {kv} |")
     if ubatch_log is not None and ubatch_log.records:
+        earlier = " (rows of an earlier `--ubatch-depth` run, in speed-ubatch.jsonl)" if ubatch_from_earlier_run else ""
         lines += ["", f"Memory (MiB) as reserved for n_ctx = {ubatch_log.records[0]['depth']}, against n_ubatch: "
-                  "compute buffers, KV cache, and both (no evaluation):", "",
+                  f"compute buffers, KV cache, and both (no evaluation){earlier}:", "",
                   "| n_ubatch | flash | " + " | ".join(f"{m} compute" for m in methods) + " | "
                   + " | ".join(f"{m} KV" for m in methods) + " | "
                   + " | ".join(f"{m} KV + compute" for m in methods)
