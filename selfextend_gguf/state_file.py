@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import _core
+from .model_path import file_version
 
 MAGIC = b"SEGGUFPC"
 FORMAT = 1
@@ -55,10 +56,10 @@ def model_fingerprint(path: str) -> Dict[str, Any]:
     data (GGUF header, metadata, tensor table), and the sha256 of 16 blocks of 64 KiB
     spread over the tensor data (two fine-tunes converted alike have equal headers).
     A few MiB read, never the gigabytes of weights; remembered per version of the file
-    (path, inode, size, mtime, ctime: ctime moves on every write, mtime can be set back)."""
-    st = os.stat(path)
-    key = (os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    (model_path.file_version)."""
+    key = file_version(path)
     if key not in _fingerprints:
+        size = key[2]
         n = _core.gguf_header_size(path)
         header, sample = hashlib.sha256(), hashlib.sha256()
         with open(path, "rb") as f:
@@ -69,11 +70,11 @@ def model_fingerprint(path: str) -> Dict[str, Any]:
                     break
                 header.update(block)
                 remaining -= len(block)
-            n_data, n_blocks, block_size = st.st_size - n, 16, 1 << 16
+            n_data, n_blocks, block_size = size - n, 16, 1 << 16
             for i in range(n_blocks):
                 f.seek(n + (max(0, n_data - block_size) * i) // (n_blocks - 1))
                 sample.update(f.read(block_size))
-        _fingerprints[key] = {"size": st.st_size, "header_sha256": header.hexdigest(),
+        _fingerprints[key] = {"size": size, "header_sha256": header.hexdigest(),
                               "weights_sample_sha256": sample.hexdigest()}
     return dict(_fingerprints[key])
 
