@@ -1,5 +1,10 @@
 """selfextend-gguf: exact Self-Extend (Jin et al., ICML 2024) for GGUF models on llama.cpp."""
 
+# before anything loads the extension: a build for another CPU gets a message, not SIGILL
+from . import cpu_check
+
+cpu_check.check()
+
 from ._core import LlamaCppError
 from .grammar import LlamaGrammar
 from .llama import LLAMA_DEFAULT_SEED, Llama

@@ -9,7 +9,7 @@ import platform
 import sys
 from typing import Any, Dict, List
 
-from . import _core
+from . import _core, cpu_check
 
 # CPU flags worth seeing next to the compiled features (the AMX crash of issue 11
 # was a CPU that advertised amx_* without being able to run it)
@@ -19,32 +19,20 @@ _NOTABLE_CPU_FLAGS = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx5
 
 def _cpu_flags() -> List[str]:
     """Notable flags the running CPU advertises (Linux; empty elsewhere)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith(("flags", "Features")):
-                    flags = set(line.split(":", 1)[1].split())
-                    return [flag for flag in _NOTABLE_CPU_FLAGS if flag in flags]
-    except OSError:
-        pass
-    return []
+    flags = cpu_check.read_cpu_flags() or set()
+    return [flag for flag in _NOTABLE_CPU_FLAGS if flag in flags]
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+def _required_flags() -> List[str]:
+    """The CPU flags this build needs (cpu_check; empty where the build wrote none)."""
+    return cpu_check.required_flags(cpu_check.build_requirements()[0] or ())
 
 
 def system_info() -> Dict[str, Any]:
     """A dict: version, python, platform, llama_cpp (the pin), build (compiler, flags),
     compiled_features (llama.cpp's system-info string), backends (each with its compiled
-    features), devices (each with its extra buffer types), cpu (model and notable flags)."""
+    features), devices (each with its extra buffer types), cpu (model, notable flags, and
+    the flags this build needs: cpu_check)."""
     from . import __version__
 
     build = _core.build_info()
@@ -57,7 +45,7 @@ def system_info() -> Dict[str, Any]:
         "compiled_features": build["system_info"].strip(),
         "backends": build["backends"],
         "devices": build["devices"],
-        "cpu": {"model": _cpu_model(), "advertised": _cpu_flags()},
+        "cpu": {"model": cpu_check.cpu_model(), "advertised": _cpu_flags(), "required": _required_flags()},
     }
 
 
@@ -76,4 +64,5 @@ def format_system_info(info: Dict[str, Any]) -> str:
         lines.append(f"device:     {device['name']} ({device['description']}); extra buffer types: {extra}")
     cpu = info["cpu"]
     lines.append(f"cpu:        {cpu['model']}; advertises: {' '.join(cpu['advertised']) or '-'}")
+    lines.append(f"needs:      {' '.join(cpu['required']) or '- (not recorded)'}")
     return "\n".join(lines)

@@ -1,0 +1,140 @@
+"""Refuse to load the extension on a CPU that lacks an instruction set it was built for.
+
+A default build is compiled for the build machine's CPU (llama.cpp's GGML_NATIVE,
+-march=native). Moved to another CPU, a wheel, a docker image or a virtual environment on
+a cluster's shared disk would stop Python with "Illegal instruction" somewhere inside
+ggml, with no message. The build records the compiler's instruction-set macros
+(cmake/cpu_requirements.cmake writes them to _build_cpu.py); the package's __init__
+compares them with the flags the running CPU advertises in /proc/cpuinfo, before the
+extension is loaded, and raises an ImportError that names what is missing and how to
+build for this CPU. This module imports nothing of the extension.
+
+Linux on x86-64 and aarch64 only (elsewhere nothing is checked). A kernel older than its
+CPU may not name a newer flag (avx512_fp16 needs Linux 5.11): then the check refuses a
+build that would run, and SELFEXTEND_GGUF_SKIP_CPU_CHECK=1 loads it anyway.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from typing import Iterable, List, Optional, Set, Tuple
+
+SKIP_VARIABLE = "SELFEXTEND_GGUF_SKIP_CPU_CHECK"
+CPUINFO = "/proc/cpuinfo"
+
+# compiler macro -> the flag Linux prints for it in /proc/cpuinfo (SSE and SSE2 are part
+# of x86-64 itself; macros not listed here are not checked)
+X86_FLAGS = {
+    "__SSE3__": "pni", "__SSSE3__": "ssse3", "__SSE4_1__": "sse4_1", "__SSE4_2__": "sse4_2",
+    "__POPCNT__": "popcnt", "__MOVBE__": "movbe", "__LZCNT__": "abm", "__BMI__": "bmi1", "__BMI2__": "bmi2",
+    "__AVX__": "avx", "__AVX2__": "avx2", "__FMA__": "fma", "__F16C__": "f16c", "__AVXVNNI__": "avx_vnni",
+    "__AVX512F__": "avx512f", "__AVX512CD__": "avx512cd", "__AVX512DQ__": "avx512dq",
+    "__AVX512BW__": "avx512bw", "__AVX512VL__": "avx512vl", "__AVX512IFMA__": "avx512ifma",
+    "__AVX512VBMI__": "avx512vbmi", "__AVX512VBMI2__": "avx512_vbmi2", "__AVX512VNNI__": "avx512_vnni",
+    "__AVX512BITALG__": "avx512_bitalg", "__AVX512VPOPCNTDQ__": "avx512_vpopcntdq",
+    "__AVX512BF16__": "avx512_bf16", "__AVX512FP16__": "avx512_fp16",
+    "__AMX_TILE__": "amx_tile", "__AMX_INT8__": "amx_int8", "__AMX_BF16__": "amx_bf16",
+}
+AARCH64_FLAGS = {
+    "__ARM_NEON": "asimd", "__ARM_FEATURE_DOTPROD": "asimddp", "__ARM_FEATURE_MATMUL_INT8": "i8mm",
+    "__ARM_FEATURE_FP16_VECTOR_ARITHMETIC": "asimdhp", "__ARM_FEATURE_BF16_VECTOR_ARITHMETIC": "bf16",
+    "__ARM_FEATURE_SVE": "sve", "__ARM_FEATURE_SVE2": "sve2", "__ARM_FEATURE_SME": "sme",
+}
+
+
+class UnsupportedCPUError(ImportError):
+    """This build uses instructions the running CPU does not have."""
+
+
+def cpu_flags(cpuinfo_text: str) -> Set[str]:
+    """The flags every processor in /proc/cpuinfo text advertises ("flags" on x86,
+    "Features" on ARM; cores of a hybrid CPU may differ, and a thread may run on any)."""
+    common: Optional[Set[str]] = None
+    for line in cpuinfo_text.splitlines():
+        if line.startswith(("flags", "Features")) and ":" in line:
+            flags = set(line.split(":", 1)[1].split())
+            common = flags if common is None else common & flags
+    return common or set()
+
+
+def read_cpu_flags(path: str = CPUINFO) -> Optional[Set[str]]:
+    """The running CPU's flags; None where there is no /proc/cpuinfo or it names none."""
+    try:
+        with open(path) as f:
+            flags = cpu_flags(f.read())
+    except OSError:
+        return None
+    return flags or None
+
+
+def required_flags(macros: Iterable[str]) -> List[str]:
+    """The /proc/cpuinfo flags that a build with these compiler macros needs, in the
+    order of the tables (oldest instruction sets first)."""
+    macros = set(macros)
+    table = AARCH64_FLAGS if "__aarch64__" in macros else X86_FLAGS if "__x86_64__" in macros else {}
+    return [flag for macro, flag in table.items() if macro in macros]
+
+
+def missing_flags(macros: Iterable[str], advertised: Set[str]) -> List[str]:
+    return [flag for flag in required_flags(macros) if flag not in advertised]
+
+
+def build_requirements() -> Tuple[Optional[Tuple[str, ...]], str]:
+    """The instruction-set macros and compiler flags this build recorded; (None, "") for
+    a build that wrote none (nothing to check)."""
+    try:
+        from . import _build_cpu
+    except ImportError:
+        return None, ""
+    return _build_cpu.MACROS, _build_cpu.COMPILER_FLAGS
+
+
+def _machine_matches(macros: Iterable[str]) -> bool:
+    machine = platform.machine().lower()
+    macros = set(macros)
+    if "__x86_64__" in macros:
+        return machine in ("x86_64", "amd64")
+    if "__aarch64__" in macros:
+        return machine in ("aarch64", "arm64")
+    return False
+
+
+def check(macros: Optional[Iterable[str]] = None, compiler_flags: str = "", cpuinfo: str = CPUINFO) -> None:
+    """Raise UnsupportedCPUError when the running CPU lacks an instruction set of this
+    build (by default the macros written at build time, against /proc/cpuinfo)."""
+    if os.environ.get(SKIP_VARIABLE, "") not in ("", "0"):
+        return
+    if macros is None:
+        macros, compiler_flags = build_requirements()
+    if not macros or not _machine_matches(macros):
+        return
+    advertised = read_cpu_flags(cpuinfo)
+    if advertised is None:
+        return
+    missing = missing_flags(macros, advertised)
+    if missing:
+        raise UnsupportedCPUError(_message(missing, compiler_flags, cpu_model(cpuinfo)))
+
+
+def _message(missing: List[str], compiler_flags: str, model: str) -> str:
+    them = "it" if len(missing) == 1 else "them"
+    flags = f" ({compiler_flags})" if compiler_flags else ""
+    return (f"selfextend-gguf was compiled for a CPU with {', '.join(missing)}{flags}, and this CPU "
+            f"({model}) does not advertise {them}: its native code would stop Python with an illegal "
+            f"instruction. Build it on this machine (pip install --force-reinstall --no-cache-dir <source>), "
+            f"or build once for several machines with CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" (README \"A build for "
+            f"other machines\"). If this CPU does have {them} (a kernel older than the CPU may not name newer "
+            f"flags), set {SKIP_VARIABLE}=1 to load it anyway.")
+
+
+def cpu_model(path: str = CPUINFO) -> str:
+    """The running CPU's name (Linux), else what the platform module knows."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("model name") and ":" in line:
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
