@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import platform
 import sys
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from . import _core, cpu_check
 
@@ -23,9 +23,10 @@ def _cpu_flags() -> List[str]:
     return [flag for flag in _NOTABLE_CPU_FLAGS if flag in flags]
 
 
-def _required_flags() -> List[str]:
-    """The CPU flags this build needs (cpu_check; empty where the build wrote none)."""
-    return cpu_check.required_flags(cpu_check.build_requirements()[0] or ())
+def _required_flags() -> Optional[List[str]]:
+    """The CPU flags this build needs (cpu_check); None where the build recorded none."""
+    macros = cpu_check.build_requirements()[0]
+    return None if macros is None else cpu_check.required_flags(macros)
 
 
 def system_info() -> Dict[str, Any]:
@@ -64,5 +65,7 @@ def format_system_info(info: Dict[str, Any]) -> str:
         lines.append(f"device:     {device['name']} ({device['description']}); extra buffer types: {extra}")
     cpu = info["cpu"]
     lines.append(f"cpu:        {cpu['model']}; advertises: {' '.join(cpu['advertised']) or '-'}")
-    lines.append(f"needs:      {' '.join(cpu['required']) or '- (not recorded)'}")
+    required = cpu["required"]
+    needs = "not recorded" if required is None else " ".join(required) or "nothing beyond the architecture's baseline"
+    lines.append(f"needs:      {needs}")
     return "\n".join(lines)
