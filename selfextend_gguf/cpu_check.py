@@ -61,9 +61,10 @@ def cpu_flags(cpuinfo_text: str) -> Set[str]:
 def read_cpu_flags(path: str = CPUINFO) -> Optional[Set[str]]:
     """The running CPU's flags; None where there is no /proc/cpuinfo or it names none."""
     try:
-        with open(path) as f:
+        # every import reads it: nothing in it may stop the import (odd bytes included)
+        with open(path, encoding="utf-8", errors="replace") as f:
             flags = cpu_flags(f.read())
-    except OSError:
+    except (OSError, ValueError):
         return None
     return flags or None
 
@@ -131,10 +132,10 @@ def _message(missing: List[str], compiler_flags: str, model: str) -> str:
 def cpu_model(path: str = CPUINFO) -> str:
     """The running CPU's name (Linux), else what the platform module knows."""
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
                 if line.startswith("model name") and ":" in line:
                     return line.split(":", 1)[1].strip()
-    except OSError:
+    except (OSError, ValueError):
         pass
     return platform.processor() or platform.machine()

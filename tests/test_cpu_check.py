@@ -66,8 +66,15 @@ def test_check_names_what_is_missing_and_what_to_do(tmp_path, monkeypatch):
 def test_nothing_is_checked_where_nothing_is_known(tmp_path, monkeypatch):
     monkeypatch.delenv(cpu_check.SKIP_VARIABLE, raising=False)
     macros = ("__x86_64__", "__AVX512F__")
-    # no /proc/cpuinfo (macOS, Windows)
+    # no /proc/cpuinfo (macOS, Windows), or one that cannot be read
     cpu_check.check(macros, cpuinfo=str(tmp_path / "absent"))
+    cpu_check.check(macros, cpuinfo=str(tmp_path))
+    # bytes that are not UTF-8 do not stop an import
+    odd = tmp_path / "odd"
+    odd.write_bytes(b"model name : CPU \xff\xfe\nflags : pni avx512f\n")
+    monkeypatch.setattr(cpu_check.platform, "machine", lambda: "x86_64")
+    cpu_check.check(macros, cpuinfo=str(odd))
+    assert cpu_check.read_cpu_flags(str(odd)) == {"pni", "avx512f"}
     # a list written for another machine kind than the one running
     monkeypatch.setattr(cpu_check.platform, "machine", lambda: "aarch64")
     cpuinfo = tmp_path / "cpuinfo"
