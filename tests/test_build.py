@@ -111,3 +111,18 @@ print("ok")
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+@pytest.mark.parametrize("option", ["GGML_BACKEND_DL", "GGML_CPU_ALL_VARIANTS"])
+def test_loadable_backends_are_refused_with_the_alternative(tmp_path, option):
+    """ggml's per-CPU loadable backends need shared libraries, which this build does not
+    make: configuring with them stops at once and says what to do instead (llama.cpp's
+    own message, "GGML_BACKEND_DL requires BUILD_SHARED_LIBS", did not)."""
+    cmake = shutil.which("cmake", path=str(Path(sys.executable).parent)) or shutil.which("cmake")
+    assert cmake, "cmake is installed with the build tools (Makefile)"
+    out = subprocess.run([cmake, "-S", str(ROOT), "-B", str(tmp_path / "build"), f"-D{option}=ON"],
+                         capture_output=True, text=True)
+    assert out.returncode != 0
+    message = " ".join((out.stdout + out.stderr).split())
+    assert "GGML_BACKEND_DL and GGML_CPU_ALL_VARIANTS are not supported" in message, message
+    assert "-DGGML_NATIVE=OFF" in message and "A build for other machines" in message
