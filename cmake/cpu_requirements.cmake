@@ -53,6 +53,20 @@ if (TARGET ggml-cpu AND NOT MSVC)
     endif()
 endif()
 
+# A native build (-march=native, -mcpu=native) takes what the compiler finds in the build
+# CPU; where the build machine's kernel does not name a flag of it (a kernel older than the
+# CPU: no avx512_fp16 before Linux 5.11), the name cannot be checked anywhere, so the build
+# machine's own flags are recorded too and cpu_check leaves such names out
+set(SELFEXTEND_BUILD_CPU_FLAGS_PY "None")
+if (SELFEXTEND_CPU_FLAGS MATCHES "-m(arch|cpu)=native" AND NOT CMAKE_CROSSCOMPILING AND EXISTS "/proc/cpuinfo")
+    file(STRINGS "/proc/cpuinfo" build_cpu_lines REGEX "^(flags|Features)[ \t]*:" LIMIT_COUNT 1)
+    if (build_cpu_lines)
+        string(REGEX REPLACE "^[^:]*:[ \t]*" "" build_cpu_flags "${build_cpu_lines}")
+        string(STRIP "${build_cpu_flags}" build_cpu_flags)
+        set(SELFEXTEND_BUILD_CPU_FLAGS_PY "\"${build_cpu_flags}\"")
+    endif()
+endif()
+
 if (SELFEXTEND_CPU_MACROS)
     list(JOIN SELFEXTEND_CPU_MACROS "\", \"" macros_joined)
     set(SELFEXTEND_CPU_MACROS_PY "(\"${macros_joined}\",)")
@@ -62,10 +76,12 @@ endif()
 string(REPLACE "\"" "\\\"" SELFEXTEND_CPU_FLAGS_PY "${SELFEXTEND_CPU_FLAGS}")
 file(WRITE "${CMAKE_CURRENT_BINARY_DIR}/_build_cpu.py"
 "\"\"\"Written by the build (cmake/cpu_requirements.cmake): the compiler's instruction-set
-macros under the flags ggml's CPU backend was compiled with; None when not known.\"\"\"
+macros under the flags ggml's CPU backend was compiled with (None when not known), and for a
+native build the flags the build machine's /proc/cpuinfo names.\"\"\"
 
 COMPILER_FLAGS = \"${SELFEXTEND_CPU_FLAGS_PY}\"
 MACROS = ${SELFEXTEND_CPU_MACROS_PY}
+BUILD_CPU_FLAGS = ${SELFEXTEND_BUILD_CPU_FLAGS_PY}
 ")
 install(FILES "${CMAKE_CURRENT_BINARY_DIR}/_build_cpu.py" DESTINATION selfextend_gguf)
 message(STATUS "selfextend-gguf: CPU instruction sets required: ${SELFEXTEND_CPU_MACROS}")

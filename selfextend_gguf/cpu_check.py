@@ -10,8 +10,9 @@ extension is loaded, and raises an ImportError that names what is missing and ho
 build for this CPU. This module imports nothing of the extension.
 
 Linux on x86-64 and aarch64 only (elsewhere nothing is checked). A kernel older than its
-CPU may not name a newer flag (avx512_fp16 needs Linux 5.11): then the check refuses a
-build that would run, and SELFEXTEND_GGUF_SKIP_CPU_CHECK=1 loads it anyway.
+CPU may not name a newer flag (avx512_fp16 appeared in Linux 5.11): a native build leaves
+out the names its build machine's kernel did not know, and where the running machine's
+kernel is the older one, SELFEXTEND_GGUF_SKIP_CPU_CHECK=1 loads the build anyway.
 """
 
 from __future__ import annotations
@@ -69,26 +70,31 @@ def read_cpu_flags(path: str = CPUINFO) -> Optional[Set[str]]:
     return flags or None
 
 
-def required_flags(macros: Iterable[str]) -> List[str]:
+def required_flags(macros: Iterable[str], build_cpu_flags: Optional[str] = None) -> List[str]:
     """The /proc/cpuinfo flags that a build with these compiler macros needs, in the
-    order of the tables (oldest instruction sets first)."""
+    order of the tables (oldest instruction sets first). For a native build,
+    build_cpu_flags (the build machine's /proc/cpuinfo flags) leaves out the names its
+    kernel did not know: its CPU had them (the compiler found them), so a missing name
+    there means a kernel older than the CPU, and no machine can be checked for it."""
     macros = set(macros)
     table = AARCH64_FLAGS if "__aarch64__" in macros else X86_FLAGS if "__x86_64__" in macros else {}
-    return [flag for macro, flag in table.items() if macro in macros]
+    named = set(build_cpu_flags.split()) if build_cpu_flags is not None else None
+    return [flag for macro, flag in table.items() if macro in macros and (named is None or flag in named)]
 
 
-def missing_flags(macros: Iterable[str], advertised: Set[str]) -> List[str]:
-    return [flag for flag in required_flags(macros) if flag not in advertised]
+def missing_flags(macros: Iterable[str], advertised: Set[str], build_cpu_flags: Optional[str] = None) -> List[str]:
+    return [flag for flag in required_flags(macros, build_cpu_flags) if flag not in advertised]
 
 
-def build_requirements() -> Tuple[Optional[Tuple[str, ...]], str]:
-    """The instruction-set macros and compiler flags this build recorded; (None, "") for
-    a build that wrote none (nothing to check)."""
+def build_requirements() -> Tuple[Optional[Tuple[str, ...]], str, Optional[str]]:
+    """What this build recorded (_build_cpu.py): the instruction-set macros, the compiler
+    flags, and for a native build the build machine's CPU flags; (None, "", None) for a
+    build that wrote none (nothing to check)."""
     try:
         from . import _build_cpu
     except ImportError:
-        return None, ""
-    return _build_cpu.MACROS, _build_cpu.COMPILER_FLAGS
+        return None, "", None
+    return _build_cpu.MACROS, _build_cpu.COMPILER_FLAGS, getattr(_build_cpu, "BUILD_CPU_FLAGS", None)
 
 
 def _machine_matches(macros: Iterable[str]) -> bool:
@@ -101,19 +107,20 @@ def _machine_matches(macros: Iterable[str]) -> bool:
     return False
 
 
-def check(macros: Optional[Iterable[str]] = None, compiler_flags: str = "", cpuinfo: str = CPUINFO) -> None:
+def check(macros: Optional[Iterable[str]] = None, compiler_flags: str = "", cpuinfo: str = CPUINFO,
+          build_cpu_flags: Optional[str] = None) -> None:
     """Raise UnsupportedCPUError when the running CPU lacks an instruction set of this
-    build (by default the macros written at build time, against /proc/cpuinfo)."""
+    build (by default what was written at build time, against /proc/cpuinfo)."""
     if os.environ.get(SKIP_VARIABLE, "") not in ("", "0"):
         return
     if macros is None:
-        macros, compiler_flags = build_requirements()
+        macros, compiler_flags, build_cpu_flags = build_requirements()
     if not macros or not _machine_matches(macros):
         return
     advertised = read_cpu_flags(cpuinfo)
     if advertised is None:
         return
-    missing = missing_flags(macros, advertised)
+    missing = missing_flags(macros, advertised, build_cpu_flags)
     if missing:
         raise UnsupportedCPUError(_message(missing, compiler_flags, cpu_model(cpuinfo)))
 

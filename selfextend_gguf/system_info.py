@@ -25,8 +25,8 @@ def _cpu_flags() -> List[str]:
 
 def _required_flags() -> Optional[List[str]]:
     """The CPU flags this build needs (cpu_check); None where the build recorded none."""
-    macros = cpu_check.build_requirements()[0]
-    return None if macros is None else cpu_check.required_flags(macros)
+    macros, _, build_cpu_flags = cpu_check.build_requirements()
+    return None if macros is None else cpu_check.required_flags(macros, build_cpu_flags)
 
 
 def system_info() -> Dict[str, Any]:

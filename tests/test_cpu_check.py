@@ -63,6 +63,24 @@ def test_check_names_what_is_missing_and_what_to_do(tmp_path, monkeypatch):
     cpu_check.check(macros, "-march=native", cpuinfo=str(cpuinfo))
 
 
+def test_a_name_the_build_machines_kernel_did_not_know_is_not_checked(tmp_path, monkeypatch):
+    """A native build on a CPU with AVX512-FP16 under a kernel older than 5.11: the
+    compiler enables it, the kernel prints no avx512_fp16, and neither would a kernel
+    as old on the machine that imports it, so the name is left out, not refused."""
+    monkeypatch.delenv(cpu_check.SKIP_VARIABLE, raising=False)
+    monkeypatch.setattr(cpu_check.platform, "machine", lambda: "x86_64")
+    macros = ("__x86_64__", "__AVX2__", "__AVX512F__", "__AVX512FP16__")
+    build_machine = "fpu sse sse2 avx avx2 avx512f"
+    assert cpu_check.required_flags(macros, build_machine) == ["avx2", "avx512f"]
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(x86_cpuinfo("avx512f"))
+    cpu_check.check(macros, "-march=native", cpuinfo=str(cpuinfo), build_cpu_flags=build_machine)
+    # what the build machine did name is still checked
+    cpuinfo.write_text(x86_cpuinfo(""))
+    with pytest.raises(cpu_check.UnsupportedCPUError, match="avx512f"):
+        cpu_check.check(macros, "-march=native", cpuinfo=str(cpuinfo), build_cpu_flags=build_machine)
+
+
 def test_nothing_is_checked_where_nothing_is_known(tmp_path, monkeypatch):
     monkeypatch.delenv(cpu_check.SKIP_VARIABLE, raising=False)
     macros = ("__x86_64__", "__AVX512F__")
@@ -94,7 +112,7 @@ GGML_FEATURE_MACROS = {"SSE3": "__SSE3__", "SSSE3": "__SSSE3__", "AVX": "__AVX__
 
 
 def test_the_recorded_list_is_what_ggml_was_compiled_with():
-    macros, flags = cpu_check.build_requirements()
+    macros, flags, build_cpu_flags = cpu_check.build_requirements()
     if sys.platform != "linux":
         pytest.skip("the list is checked against ggml's report on Linux builds")
     assert macros, "the build wrote no instruction-set list (cmake/cpu_requirements.cmake)"
@@ -103,9 +121,12 @@ def test_the_recorded_list_is_what_ggml_was_compiled_with():
     if "__x86_64__" in macros:
         for feature, macro in GGML_FEATURE_MACROS.items():
             assert (feature in cpu["features"]) == (macro in macros), (feature, macros, flags)
-    # the build machine runs its own build: every flag it needs, it advertises
+    # the build machine runs its own build: every flag it needs, it advertises (and a
+    # native build recorded the machine's flags; a portable one did not)
+    assert not cpu_check.missing_flags(macros, cpu_check.read_cpu_flags() or set(), build_cpu_flags)
     assert not cpu_check.missing_flags(macros, cpu_check.read_cpu_flags() or set())
-    assert system_info()["cpu"]["required"] == cpu_check.required_flags(macros)
+    assert (build_cpu_flags is not None) == ("-march=native" in flags or "-mcpu=native" in flags)
+    assert system_info()["cpu"]["required"] == cpu_check.required_flags(macros, build_cpu_flags)
 
 
 def run_import(cpuinfo_text, env_extra=None):
@@ -132,8 +153,8 @@ def run_import(cpuinfo_text, env_extra=None):
 
 
 def test_import_on_a_cpu_without_the_build_flags_stops_before_the_extension():
-    macros, _ = cpu_check.build_requirements()
-    needed = cpu_check.required_flags(macros or ())
+    macros, _, build_cpu_flags = cpu_check.build_requirements()
+    needed = cpu_check.required_flags(macros or (), build_cpu_flags)
     if not needed:
         pytest.skip("this build needs no CPU flag beyond the architecture's baseline")
     lacking = "processor : 0\nmodel name : Old CPU\nflags : fpu sse sse2 " + " ".join(needed[:-1]) + "\n"
