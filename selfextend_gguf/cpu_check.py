@@ -43,6 +43,13 @@ AARCH64_FLAGS = {
     "__ARM_FEATURE_SVE": "sve", "__ARM_FEATURE_SVE2": "sve2", "__ARM_FEATURE_SME": "sme",
 }
 
+# the macro that names a build's architecture -> its table, and what platform.machine()
+# says on such a machine
+ARCHITECTURES = {
+    "__x86_64__": (X86_FLAGS, ("x86_64", "amd64")),
+    "__aarch64__": (AARCH64_FLAGS, ("aarch64", "arm64")),
+}
+
 
 class UnsupportedCPUError(ImportError):
     """This build uses instructions the running CPU does not have."""
@@ -77,7 +84,7 @@ def required_flags(macros: Iterable[str], build_cpu_flags: Optional[str] = None)
     kernel did not know: its CPU had them (the compiler found them), so a missing name
     there means a kernel older than the CPU, and no machine can be checked for it."""
     macros = set(macros)
-    table = AARCH64_FLAGS if "__aarch64__" in macros else X86_FLAGS if "__x86_64__" in macros else {}
+    table = next((table for arch, (table, _) in ARCHITECTURES.items() if arch in macros), {})
     named = set(build_cpu_flags.split()) if build_cpu_flags is not None else None
     return [flag for macro, flag in table.items() if macro in macros and (named is None or flag in named)]
 
@@ -94,17 +101,13 @@ def build_requirements() -> Tuple[Optional[Tuple[str, ...]], str, Optional[str]]
         from . import _build_cpu
     except ImportError:
         return None, "", None
-    return _build_cpu.MACROS, _build_cpu.COMPILER_FLAGS, getattr(_build_cpu, "BUILD_CPU_FLAGS", None)
+    return _build_cpu.MACROS, _build_cpu.COMPILER_FLAGS, _build_cpu.BUILD_CPU_FLAGS
 
 
 def _machine_matches(macros: Iterable[str]) -> bool:
     machine = platform.machine().lower()
     macros = set(macros)
-    if "__x86_64__" in macros:
-        return machine in ("x86_64", "amd64")
-    if "__aarch64__" in macros:
-        return machine in ("aarch64", "arm64")
-    return False
+    return any(arch in macros and machine in machines for arch, (_, machines) in ARCHITECTURES.items())
 
 
 def check(macros: Optional[Iterable[str]] = None, compiler_flags: str = "", cpuinfo: str = CPUINFO,
