@@ -32,7 +32,7 @@ def _required_flags() -> Optional[List[str]]:
 def system_info() -> Dict[str, Any]:
     """A dict: version, python, platform, llama_cpp (the pin), build (compiler, flags),
     compiled_features (llama.cpp's system-info string), backends (each with its compiled
-    features), devices (each with its extra buffer types), cpu (model, notable flags, and
+    features), devices (each with its type, memory in bytes and extra buffer types), cpu (model, notable flags, and
     the flags this build needs: cpu_check)."""
     from . import __version__
 
@@ -50,6 +50,16 @@ def system_info() -> Dict[str, Any]:
     }
 
 
+def _no_device_hint(info: Dict[str, Any]) -> Optional[str]:
+    """What to do when the build has a GPU backend that found no device."""
+    names = [d["name"] for d in info["devices"]]
+    if any(b["name"] == "Vulkan" for b in info["backends"]) and not any(n.startswith("Vulkan") for n in names):
+        return ("no Vulkan device: ggml-vulkan found no GPU with a Vulkan driver. A Vulkan device that runs "
+                "on the CPU (Mesa's lavapipe, for testing) is used only where GGML_VK_VISIBLE_DEVICES names it "
+                "(GGML_VK_VISIBLE_DEVICES=0)")
+    return None
+
+
 def format_system_info(info: Dict[str, Any]) -> str:
     lines = [
         f"selfextend-gguf {info['version']} (Python {info['python']}, {info['platform']})",
@@ -62,7 +72,12 @@ def format_system_info(info: Dict[str, Any]) -> str:
         lines.append(f"backend:    {backend['name']}: {features}")
     for device in info["devices"]:
         extra = ", ".join(device["extra_buffer_types"]) or "none"
-        lines.append(f"device:     {device['name']} ({device['description']}); extra buffer types: {extra}")
+        memory = f"{device['memory_total'] / 2**30:.1f} GiB, " if device.get("memory_total") else ""
+        lines.append(f"device:     {device['name']} ({device['description']}); {memory}"
+                     f"extra buffer types: {extra}")
+    hint = _no_device_hint(info)
+    if hint:
+        lines.append(f"device:     {hint}")
     cpu = info["cpu"]
     lines.append(f"cpu:        {cpu['model']}; advertises: {' '.join(cpu['advertised']) or '-'}")
     required = cpu["required"]

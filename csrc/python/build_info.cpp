@@ -69,6 +69,16 @@ py::dict build_info() {
         d["name"]        = std::string(ggml_backend_dev_name(dev));
         d["description"] = std::string(ggml_backend_dev_description(dev));
         d["extra_buffer_types"] = extra_buffer_types(dev);
+        switch (ggml_backend_dev_type(dev)) {
+            case GGML_BACKEND_DEVICE_TYPE_CPU:   d["type"] = "cpu";   break;
+            case GGML_BACKEND_DEVICE_TYPE_GPU:   d["type"] = "gpu";   break;
+            case GGML_BACKEND_DEVICE_TYPE_IGPU:  d["type"] = "igpu";  break;
+            default:                             d["type"] = "accel"; break;
+        }
+        size_t free = 0, total = 0;
+        ggml_backend_dev_memory(dev, &free, &total);
+        d["memory_total"] = total;
+        d["memory_free"]  = free;
         devices.append(d);
     }
     info["devices"] = devices;
