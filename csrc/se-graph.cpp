@@ -58,6 +58,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -291,20 +292,32 @@ void llm_graph_input_self_extend::set_input(const llama_ubatch * ubatch) {
 
 namespace {
 
+// llama.cpp pads the cells a graph reads (n_kv) to a multiple of 256 (llama_kv_cache::get_n_kv)
+constexpr int64_t k_n_kv_pad = 256;
+
 // The band of a ubatch in one stream of cells (one sequence, or several in a unified
 // cache, in any cell layout): cells below `begin` are far from every query that sees
 // them, cells from `end` on near every query that sees them (cells a query does not see
 // are masked, so either logit serves). Only the band [begin, end) needs both logits and
 // the selection. For one sequence whose cell j holds position j this is
-// [p_min - W + 1, p_max - W + 1). A reservation graph gets the band of a ubatch at the
-// end of the cache, so that compute buffers are sized for the form that long prompts
-// take; other forms grow them when used.
+// [p_min - W + 1, p_max - W + 1).
+//
+// A reservation graph gets the widest band a ubatch can have, so that compute buffers
+// are sized once, when the context is made, and do not grow while it runs: what a GPU
+// needs is known and allocated up front, not in the middle of a long prompt. One
+// sequence: its tokens end up to k_n_kv_pad - 1 cells before n_kv, the cells after them
+// empty, and empty cells are near (llama.cpp pads n_kv to 256 cells). Several sequences
+// in one stream (slots in a unified cache): a band as wide as the cache.
 bool find_band(const llm_graph_context & g, const llama_se_attn_source & src, int32_t W,
                int64_t n_kv, bool reserving, int64_t & begin, int64_t & end) {
     const llama_ubatch & ub = g.ubatch;
     if (reserving) {
-        // the worst case of the usual layout: one sequence, its tokens at the end
-        begin = std::clamp<int64_t>(n_kv - ub.n_tokens - W + 1, 0, n_kv);
+        if (g.cparams.n_seq_max > 1) {
+            begin = 0;
+            end   = n_kv;
+            return true;
+        }
+        begin = std::clamp<int64_t>(n_kv - ub.n_tokens - W + 1 - (k_n_kv_pad - 1), 0, n_kv);
         end   = std::clamp<int64_t>(n_kv - W, 0, n_kv);
         return true;
     }
@@ -380,6 +393,30 @@ static ggml_backend_dev_t accelerator_of(const ggml_tensor * t) {
     return dev == nullptr || ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_CPU ? nullptr : dev;
 }
 
+// The cells from which a graph views a quantized cache on a device (the near keys and
+// values) start at a multiple of this many cells, so that each view begins at a byte
+// offset the device's buffers are aligned to (ggml_backend_buft_get_alignment: Vulkan's
+// minStorageBufferOffsetAlignment). ggml-vulkan reads a quantized view that starts between
+// two such offsets from the offset below it (its copy from a quantized type drops the
+// remainder): with a q8_0 K cache on lavapipe (alignment 16, rows of 136 bytes) the derived
+// keys after the first ubatch came from the wrong cells, logits off by up to 7. 1 where
+// no quantized cache is on a device (other types' views are read where they start).
+static int64_t near_begin_step(const llama_se_attn_source & src) {
+    int64_t step = 1;
+    for (const auto & layer : llama_se_access::kv_layers(llama_se_access::cache(*src.mctx))) {
+        for (const ggml_tensor * t : { layer.k, layer.v }) {
+            if (accelerator_of(t) == nullptr || !ggml_is_quantized(t->type)) {
+                continue;
+            }
+            const int64_t align = (int64_t) ggml_backend_buft_get_alignment(ggml_backend_buffer_get_type(t->buffer));
+            const int64_t row   = (int64_t) t->nb[1];   // one cell
+            const int64_t cells = align / std::gcd(row, align);
+            step = std::lcm(step, cells);
+        }
+    }
+    return step;
+}
+
 // Whether Self-Extend's CPU flash kernel (se-flash-cpu.h) can serve this graph's layers:
 // every layer's K and V cache in CPU memory (a GPU backend does not take the custom op,
 // and would send it, with the cache, to the CPU), no ALiBi. SELFEXTEND_GGUF_FLASH_KERNEL=stock
@@ -436,7 +473,9 @@ bool device_takes_grouped_flash(const llm_graph_context & g, const llama_se_attn
     question last = { nullptr, 0, 0, 0, 0, GGML_TYPE_COUNT };
     for (const auto & layer : llama_se_access::kv_layers(llama_se_access::cache(*src.mctx))) {
         ggml_backend_dev_t dev = accelerator_of(layer.k);
-        if (dev == nullptr) {
+        // only the layers that take Self-Extend (not DeciLM's layers without heads, whose
+        // shapes would divide by zero in ggml's checks)
+        if (dev == nullptr || !llama_se_layer_takes(llama_se_access::model(llama_se_access::cache(*src.mctx)), (int) layer.il)) {
             continue;
         }
         const int64_t d  = hp.n_embd_head_k(layer.il);
@@ -509,6 +548,10 @@ llm_graph_input_self_extend * llama_se_build_inp(const llm_graph_context & g, co
             // normal keys of every cell (the cells below the band are not seen)
             se->near_begin = 0;
         }
+        // views of the cache from near_begin start where the device can bind them (cells
+        // moved into the band keep their grouped logits: the selection is per cell)
+        const int64_t step = near_begin_step(src);
+        se->near_begin = se->near_begin / step * step;
     }
     se->delta_near = new_input(GGML_TYPE_I32, (n_kv - se->near_begin)*n_stream, 1, 1, "se_delta_near");
     if (se->far_end > 0) {
@@ -638,13 +681,53 @@ ggml_tensor * logit_cols(ggml_context * ctx, ggml_tensor * x, int64_t first, int
                         first*ggml_element_size(x));
 }
 
+// Where the logit form's ops may overwrite logits in place (an explicit in-place op writes
+// where its input was computed, so the op that computes the logits and the ops that
+// overwrite them must run on one backend). With the CPU alone, always. With a device, the
+// scheduler could otherwise compute the product on one backend and the merge on another
+// and write into the first one's buffer (seen: a Vulkan build with layers on the CPU, whose
+// large products op offload sends to the device; and Vulkan refusing a quantized K read
+// across heads, which it sends to the CPU as it does vanilla's KQ). So: a layer whose cache
+// is in CPU memory keeps these ops on the CPU (pinned, as llama.cpp pins attention with
+// offload_kqv off); one whose cache is on a device that takes the product keeps them there
+// (the scheduler places them with the cache); elsewhere they are not in place and ggml's
+// allocator reuses memory where it is safe (one more logit matrix: the merge is a SET).
+struct logit_place {
+    bool           in_place = false;
+    ggml_backend_t pin      = nullptr;  // the backend the product and the in-place ops are pinned to
+
+    ggml_tensor * keep(const llm_graph_context & g, ggml_tensor * t) const {
+        if (pin != nullptr) {
+            ggml_backend_sched_set_tensor_backend(g.sched, t, pin);
+        }
+        return t;
+    }
+};
+
+logit_place place_logits(const llm_graph_context & g, const ggml_tensor * k, const ggml_tensor * kq) {
+    logit_place place;
+    if (ggml_backend_sched_get_n_backends(g.sched) == 1) {
+        place.in_place = true;
+        return place;
+    }
+    ggml_backend_dev_t dev = accelerator_of(k->view_src ? k->view_src : k);
+    if (dev == nullptr) {
+        place.in_place = true;
+        place.pin      = g.backend_cpu;
+    } else {
+        place.in_place = ggml_backend_dev_supports_op(dev, kq);
+    }
+    return place;
+}
+
 // logits [n_kv, n_tps, n_head, n_stream]: the grouped logits of every cell (the cached
 // keys k_g with the grouped queries q_g), and the normal logits of the cells from
 // near_begin (derived keys k_near with the roped queries q) written over them, merged
 // with the grouped ones in the band [near_begin, far_end). Only one n_kv-wide logit
 // matrix, as in vanilla attention.
-ggml_tensor * merged_logits(ggml_context * ctx0, llm_graph_input_self_extend * se, ggml_tensor * k_g,
-                            ggml_tensor * k_near, ggml_tensor * q, ggml_tensor * q_g) {
+ggml_tensor * merged_logits(const llm_graph_context & g, llm_graph_input_self_extend * se, ggml_tensor * k_g,
+                            ggml_tensor * k_near, ggml_tensor * q, ggml_tensor * q_g, logit_place & place) {
+    ggml_context * ctx0 = g.ctx0;
     const int64_t n_stream = k_g->ne[3];
     const int64_t n_kv     = k_g->ne[2];
     const int64_t begin    = se->near_begin;
@@ -652,9 +735,12 @@ ggml_tensor * merged_logits(ggml_context * ctx0, llm_graph_input_self_extend * s
 
     ggml_tensor * kq_n = logits_of(ctx0, k_near, q, n_stream);
     if (end == 0) {
-        return kq_n; // every cell near (near_begin is 0)
+        place = place_logits(g, k_g, kq_n);
+        return place.keep(g, kq_n); // every cell near (near_begin is 0)
     }
     ggml_tensor * kq = logits_of(ctx0, k_g, q_g, n_stream);
+    place = place_logits(g, k_g, kq);
+    place.keep(g, kq);
 
     ggml_tensor * near_part = kq_n;
     if (end > begin) {
@@ -667,7 +753,11 @@ ggml_tensor * merged_logits(ggml_context * ctx0, llm_graph_input_self_extend * s
         }
         near_part = end < n_kv ? ggml_concat(ctx0, band, logit_cols(ctx0, kq_n, end - begin, n_kv - end), 0) : band;
     }
-    return ggml_set_inplace(ctx0, kq, near_part, kq->nb[1], kq->nb[2], kq->nb[3], begin*ggml_element_size(kq));
+    if (!place.in_place) {
+        return ggml_set(ctx0, kq, near_part, kq->nb[1], kq->nb[2], kq->nb[3], begin*ggml_element_size(kq));
+    }
+    return place.keep(g, ggml_set_inplace(ctx0, kq, near_part, kq->nb[1], kq->nb[2], kq->nb[3],
+                                          begin*ggml_element_size(kq)));
 }
 
 // Exact Self-Extend in one flash attention, without an n_tokens x n_kv logit matrix.
@@ -828,24 +918,28 @@ ggml_tensor * sum_values_by_flash(const llm_graph_context & g, llm_graph_input_s
 // n_head, n_stream] through the softmax (soft-capped and with sinks as the layer has
 // them) and times the values, as in llama.cpp's non-flash attention.
 ggml_tensor * attend(const llm_graph_context & g, llm_graph_input_self_extend * se, ggml_tensor * kq,
-                     ggml_tensor * kq_mask, ggml_tensor * v, ggml_tensor * sinks, float kq_scale, int il) {
+                     const logit_place & place, ggml_tensor * kq_mask, ggml_tensor * v, ggml_tensor * sinks,
+                     float kq_scale, int il) {
     ggml_context * ctx0 = g.ctx0;
     const llama_hparams & hparams = g.hparams;
     g.cb(kq, "se_kq", il);
 
     if (hparams.attn_soft_cap) {
         // as llama.cpp's non-flash attention: cap * tanh(kq / cap), then kq_scale in the softmax
-        kq = ggml_scale_inplace(ctx0, kq, 1.0f / hparams.f_attn_logit_softcapping);
-        kq = ggml_tanh_inplace(ctx0, kq);
-        kq = ggml_scale_inplace(ctx0, kq, hparams.f_attn_logit_softcapping);
+        const bool in_place = place.in_place;
+        kq = place.keep(g, (in_place ? ggml_scale_inplace : ggml_scale)(ctx0, kq, 1.0f / hparams.f_attn_logit_softcapping));
+        kq = place.keep(g, (in_place ? ggml_tanh_inplace : ggml_tanh)(ctx0, kq));
+        kq = place.keep(g, (in_place ? ggml_scale_inplace : ggml_scale)(ctx0, kq, hparams.f_attn_logit_softcapping));
     }
     if (sums_values_by_flash(kq, v)) {
         return sum_values_by_flash(g, se, kq, kq_mask, v, sinks, kq_scale);
     }
 
-    // in place: the logits are this function's own, and vanilla attention's allocator
-    // reuses its kq for the softmax too (without this, compute buffers hold one more matrix)
-    kq = ggml_soft_max_ext_inplace(ctx0, kq, kq_mask, kq_scale, hparams.f_max_alibi_bias);
+    // in place where it is safe (logit_place): the logits are this function's own, and the
+    // allocator does not reuse a merged matrix, a view of the grouped logits (without this,
+    // compute buffers hold one more matrix)
+    kq = place.keep(g, (place.in_place ? ggml_soft_max_ext_inplace : ggml_soft_max_ext)(
+            ctx0, kq, kq_mask, kq_scale, hparams.f_max_alibi_bias));
     ggml_soft_max_add_sinks(kq, sinks); // attention sinks (gpt-oss): one more logit per head
     g.cb(kq, "se_kq_soft_max", il);
 
@@ -880,6 +974,7 @@ void capture_layer(const llm_graph_context & g, ggml_tensor * q_roped, ggml_tens
     const char * names[4] = { "se_cap_q", "se_cap_k", "se_cap_v", "se_cap_out" };
     for (int i = 0; i < 4; ++i) {
         ggml_format_name(items[i], "%s-%d", names[i], il);
+        ggml_set_output(items[i]);  // kept until the graph's end, where the callback reads them
         ggml_build_forward_expand(g.gf, items[i]);
     }
 }
@@ -931,7 +1026,9 @@ ggml_tensor * self_extend_attn(
     } else if (se->flash_mask) {
         cur = flash_attn_grouped(g, se, k, k_near, v, q_roped, q_g, sinks, kq_scale, il);
     } else {
-        cur = attend(g, se, merged_logits(ctx0, se, k, k_near, q_roped, q_g), kq_mask, v, sinks, kq_scale, il);
+        logit_place place;
+        ggml_tensor * kq = merged_logits(g, se, k, k_near, q_roped, q_g, place);
+        cur = attend(g, se, kq, place, kq_mask, v, sinks, kq_scale, il);
     }
 
     if (!g.cparams.offload_kqv) {

@@ -10,20 +10,23 @@ import pytest
 
 from greedy_match import assert_same_greedy
 from layouts import logits_in_layouts
+from device_tolerance import tolerance
+from offload import N_GPU_LAYERS, accelerators
 from selfextend_gguf import Llama
 from selfextend_gguf.batching import ContextFull
 
+ON_DEVICE = N_GPU_LAYERS != 0 and bool(accelerators())
 N_CTX = 4096   # eight times the tiny model's trained 512: Self-Extend (G=32 by eq. 5)
 
 
 @pytest.fixture(scope="module")
 def solo(tiny_llama_512):
-    return Llama(str(tiny_llama_512.path), n_ctx=N_CTX, n_threads=2)
+    return Llama(str(tiny_llama_512.path), n_gpu_layers=N_GPU_LAYERS, n_ctx=N_CTX, n_threads=2)
 
 
 @pytest.fixture(scope="module")
 def batched(tiny_llama_512):
-    return Llama(str(tiny_llama_512.path), n_ctx=N_CTX, n_threads=2, n_seq_max=4)
+    return Llama(str(tiny_llama_512.path), n_gpu_layers=N_GPU_LAYERS, n_ctx=N_CTX, n_threads=2, n_seq_max=4)
 
 
 def lp(out):
@@ -50,6 +53,11 @@ def test_echo_logprobs_and_sampling_options_on_slots(solo, batched):
     pa, pb = lp(a)["token_logprobs"], lp(b)["token_logprobs"]
     assert pa[0] is None and pb[0] is None and len(pa) == len(pb)
     assert max(abs(x - y) for x, y in zip(pa[1:], pb[1:])) < 1e-2
+    if ON_DEVICE:
+        # not asserted on a device: its products round by the batch's shape and by a row's
+        # place in it (vanilla attention's too), and a random tiny model's flat distribution
+        # turns that into other tokens, so slots sampled together may differ
+        return
     seeded = batched.create_completions(["Seeded"] * 3, max_tokens=12, temperature=1.0, seed=5)
     assert len({r["choices"][0]["text"] for r in seeded}) == 1    # one seed, one text, on any slot
 
@@ -62,15 +70,25 @@ def test_a_sequences_logits_do_not_depend_on_what_else_the_cache_holds(tiny_llam
     quantized model llama.cpp itself moves them by more, see bench/layout_noise.py.)"""
     import numpy as np
 
-    llm = Llama(str(tiny_llama_512.path), n_ctx=N_CTX, n_threads=2, n_seq_max=2, flash_attn=flash_attn,
-                type_k="f32", type_v="f32")
+    def make(**kw):
+        return Llama(str(tiny_llama_512.path), n_gpu_layers=N_GPU_LAYERS, n_ctx=N_CTX, n_threads=2, n_seq_max=2,
+                     flash_attn=flash_attn, type_k="f32", type_v="f32", **kw)
+
+    llm = make()
     assert llm.self_extend is not None
     rng = np.random.default_rng(3)
     doc = [int(t) for t in rng.integers(3, llm.n_vocab(), 1500)]
     ask = tuple([int(t) for t in rng.integers(3, llm.n_vocab(), 12)] for _ in range(2))
     ref, got = logits_in_layouts(llm._context(), doc, ask, chunk=37)
+
+    def vanilla_moves():
+        # on a device, how far the layouts move vanilla attention's logits (its products
+        # round by the batch's shape): the scale of the comparison (device_tolerance.py)
+        v_ref, v_got = logits_in_layouts(make(group_size=1)._context(), doc, ask, chunk=37)
+        return max(float(np.max(np.abs(row - v_ref))) for row in v_got.values())
+    tol = tolerance(1e-3, vanilla_moves)
     for layout, row in got.items():
-        assert np.max(np.abs(row - ref)) < 1e-3, layout
+        assert np.max(np.abs(row - ref)) < tol, layout
 
 
 def _stream(llm, scheduler, prompt, **kwargs):
@@ -112,8 +130,8 @@ def test_cancelling_frees_the_cells(batched):
 
 
 def test_generations_that_do_not_fit_together_wait(tiny_llama_512):
-    small = Llama(str(tiny_llama_512.path), n_ctx=2048, n_threads=2, n_seq_max=4)
-    solo = Llama(str(tiny_llama_512.path), n_ctx=2048, n_threads=2)
+    small = Llama(str(tiny_llama_512.path), n_gpu_layers=N_GPU_LAYERS, n_ctx=2048, n_threads=2, n_seq_max=4)
+    solo = Llama(str(tiny_llama_512.path), n_gpu_layers=N_GPU_LAYERS, n_ctx=2048, n_threads=2)
     prompts = [f"{i}:" + "z" * 700 for i in range(4)]          # four times 700 tokens in 2048 cells
     got = small.create_completions(prompts, max_tokens=8, temperature=0, logprobs=2)
     for prompt, out in zip(prompts, got):
@@ -169,7 +187,7 @@ def test_a_failure_drops_only_its_own_generations(batched):
 def test_when_growing_generations_fill_the_cache_the_newest_fails(tiny_llama_512):
     """Two generations admitted together (each with its prompt and 256 tokens of room)
     that grow past the cache: the newer one fails with ContextFull, the older goes on."""
-    llm = Llama(str(tiny_llama_512.path), n_ctx=1024, n_threads=2, n_seq_max=2)
+    llm = Llama(str(tiny_llama_512.path), n_gpu_layers=N_GPU_LAYERS, n_ctx=1024, n_threads=2, n_seq_max=2)
     scheduler = llm.scheduler(2)
     no_eos = {2: float("-inf")}
     try:

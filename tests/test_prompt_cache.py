@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from offload import N_GPU_LAYERS
 from selfextend_gguf import Llama, LlamaDiskCache, LlamaRAMCache, state_file, tuned_settings
 from selfextend_gguf.chat import ChatSession
 from selfextend_gguf.llama import common_prefix_length
@@ -22,6 +23,7 @@ DOC = "The quick brown fox jumps over the lazy dog; " * 25    # about 1,100 toke
 
 def make(model, **kwargs):
     kwargs.setdefault("n_ctx", N_CTX)
+    kwargs.setdefault("n_gpu_layers", N_GPU_LAYERS)
     return Llama(str(model.path), n_threads=2, **kwargs)
 
 
@@ -179,7 +181,8 @@ def test_lru_eviction_under_capacity(tiny_llama_512, tmp_path):
 def test_two_processes_writing_one_folder_leave_no_damaged_file(tiny_llama_512, tmp_path):
     script = textwrap.dedent(f"""
         import sys
-        from selfextend_gguf import Llama, LlamaDiskCache
+        from offload import N_GPU_LAYERS
+from selfextend_gguf import Llama, LlamaDiskCache
         llm = Llama({str(tiny_llama_512.path)!r}, n_ctx=1024, n_threads=1)
         llm.set_cache(LlamaDiskCache({str(tmp_path)!r}))
         for i in range(6):

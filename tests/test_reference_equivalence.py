@@ -5,6 +5,7 @@ import pytest
 
 from device_tolerance import tolerance, vanilla_error
 from engine_logits import engine_logits as run_engine
+from offload import core_model
 from reference import forward
 from selfextend_gguf import _core
 
@@ -93,7 +94,7 @@ def test_group_size_one_is_vanilla_bit_for_bit(tiny_llama, random_tokens):
     tokens = random_tokens(N, seed=3)
     vanilla = engine_logits(tiny_llama, tokens, group_size=1)
     # G = 1 forced through the Self-Extend attention path of the core
-    model = _core.Model(str(tiny_llama.path))
+    model = core_model(tiny_llama.path)
     options = _core.ContextOptions()
     options.n_ctx, options.n_batch, options.n_ubatch, options.type_k, options.type_v = N, N, N, 0, 0
     ctx = _core.Context(model, options)

@@ -11,26 +11,33 @@
 namespace {
 
 constexpr const char * k_prefix = "se_cap_";
+constexpr const char * k_last   = "result_output";   // llama.cpp's logits: a graph's last node
 
 }  // namespace
 
 bool TensorCapture::callback(ggml_tensor * t, bool ask, void * user_data) {
-    const bool wanted = std::strncmp(t->name, k_prefix, std::strlen(k_prefix)) == 0 &&
-                        t->type == GGML_TYPE_F32 && ggml_is_contiguous(t);
+    auto * self = static_cast<TensorCapture *>(user_data);
+    const bool last = std::strcmp(t->name, k_last) == 0;
     if (ask) {
-        return wanted;  // the scheduler stops after these nodes so that they can be read
+        const bool wanted = std::strncmp(t->name, k_prefix, std::strlen(k_prefix)) == 0 &&
+                            t->type == GGML_TYPE_F32 && ggml_is_contiguous(t);
+        if (wanted) {
+            std::lock_guard<std::mutex> lock(self->mutex);
+            self->pending.push_back(t);
+        }
+        return last;  // the scheduler computes the whole graph, then calls again for it
     }
-    if (wanted) {
+    std::lock_guard<std::mutex> lock(self->mutex);
+    for (ggml_tensor * p : self->pending) {
         Item item;
         for (int d = GGML_MAX_DIMS - 1; d >= 0; --d) {
-            item.shape.push_back(t->ne[d]);
+            item.shape.push_back(p->ne[d]);
         }
-        item.data.resize(ggml_nelements(t));
-        ggml_backend_tensor_get(t, item.data.data(), 0, ggml_nbytes(t));
-        auto * self = static_cast<TensorCapture *>(user_data);
-        std::lock_guard<std::mutex> lock(self->mutex);
-        self->items[t->name].push_back(std::move(item));
+        item.data.resize(ggml_nelements(p));
+        ggml_backend_tensor_get(p, item.data.data(), 0, ggml_nbytes(p));
+        self->items[p->name].push_back(std::move(item));
     }
+    self->pending.clear();
     return true;  // go on computing
 }
 

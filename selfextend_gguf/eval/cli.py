@@ -1,4 +1,4 @@
-"""`selfextend-gguf eval passkey | digits | perplexity | speed`."""
+"""`selfextend-gguf eval passkey | digits | perplexity | speed | placement`."""
 
 from __future__ import annotations
 
@@ -86,6 +86,13 @@ def add_parser(sub) -> None:
     t.add_argument("--ubatch-depth", type=_ints, default=[],
                    help="also report compute buffers against n_ubatch at this n_ctx (e.g. 32k)")
     t.add_argument("--ubatches", type=_ints, default=_ints("128,256,512,1024"))
+
+    t = tasks.add_parser("placement", help="where a Self-Extend graph's ops run with every layer offloaded "
+                                           "(exit status 1 when one falls back to the CPU)")
+    t.add_argument("--model", "-m", default=None, help="GGUF model (default: the default model)")
+    t.add_argument("--n-gpu-layers", "-ngl", type=int, default=-1)
+    t.add_argument("--flash-attn", type=_flash_settings, default=[False, True],
+                   help="flash attention settings to check: off, on or off,on (default)")
     p.set_defaults(func=run)
 
 
@@ -98,6 +105,8 @@ def _flash_settings(text: str):
 
 
 def run(args) -> int:
+    if args.task == "placement":
+        return run_placement(args)
     command = "selfextend-gguf " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     out = args.out
     if args.task in ("passkey", "digits"):
@@ -139,3 +148,16 @@ def run(args) -> int:
         report = speed.write_report(log, out, command, ubatch_log, ubatch_from_earlier_run=earlier)
     print(report.read_text())
     return 0
+
+
+def run_placement(args) -> int:
+    from ..package_models import resolve_model_path
+    from . import placement
+
+    model = resolve_model_path(args.model)
+    ok = True
+    for flash in args.flash_attn:
+        result = placement.check(model, flash, args.n_gpu_layers)
+        print(placement.format_check(result))
+        ok = ok and (result["ok"] or not result["gpu"])
+    return 0 if ok else 1
