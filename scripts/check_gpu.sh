@@ -2,10 +2,14 @@
 # The GPU check: on a machine with an NVIDIA GPU and the CUDA toolkit (nvcc), in about
 # ten minutes:
 #   1. a CUDA build for this GPU's architecture only;
-#   2. the exactness tests (reference equivalence, per-layer Algorithm 1, the K cache
-#      under cache operations) with every layer offloaded;
-#   3. where each op of a Self-Extend graph runs (scripts/gpu_placement.py): with every
-#      layer offloaded, no Self-Extend op may fall back to the CPU;
+#   2. the device suite (scripts/device_suite.sh, as `make test-vulkan` runs it on a
+#      Vulkan build): Algorithm 1 against the engine, the per-layer check over the
+#      architecture table, every cache operation, the scheduler's slots, prompt caches,
+#      op placement, layers split between CPU and GPU, states moved between them, and a
+#      passkey beyond the default model's window, with every layer offloaded;
+#   3. where each op of a Self-Extend graph runs on the default model
+#      (`selfextend-gguf eval placement`): with every layer offloaded, no Self-Extend or
+#      attention op may fall back to the CPU;
 #   4. a 16k passkey with Self-Extend (default model);
 #   5. the speed ratios against vanilla at 8k and 16k, flash attention off and on.
 # Everything it prints is also kept under $OUT (default gpu-check/). A failed build
@@ -24,24 +28,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-OUT=${OUT:-gpu-check}
-mkdir -p "$OUT"
-STEP_TIMEOUT=${STEP_TIMEOUT:-0}     # 0: no limit
-STEPS=" ${STEPS:-1 2 3 4 5} "
+source scripts/check_steps.sh
+steps_init gpu-check "1 2 3 4 5"
 
 command -v nvidia-smi >/dev/null || { echo "check_gpu.sh: no nvidia-smi: not a machine with an NVIDIA GPU" >&2; exit 2; }
 command -v nvcc >/dev/null || { echo "check_gpu.sh: no nvcc: install the CUDA toolkit (or use scripts/check_cuda_build.sh to compile only)" >&2; exit 2; }
 ARCH=${CUDA_ARCH:-$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d '.')}
 nvidia-smi | tee "$OUT/nvidia-smi.txt"
-
-FAILED=()
-# step "N. title": true when step N is among $STEPS (the build, step 1, always runs unless SKIP_BUILD)
-step() { echo; echo "== $1"; [[ "$STEPS" == *" ${1%%.*} "* ]] || { echo "(not in STEPS)"; return 1; }; }
-# run NAME LOG COMMAND...: the command's output shown and kept in $OUT/LOG
-run() {
-    local name=$1 log=$2; shift 2
-    if ! timeout -k 5 "$STEP_TIMEOUT" "$@" > >(tee "$OUT/$log") 2>&1; then FAILED+=("$name"); fi
-}
 
 CUDA_CMAKE_ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=$ARCH"
 echo; echo "== 1. CUDA build for sm_$ARCH"
@@ -57,14 +50,12 @@ PY=${PY:-.venv/bin/python}
 SEGGUF=("$PY" -m selfextend_gguf)
 "${SEGGUF[@]}" info | tee "$OUT/system-info.txt"
 
-if step "2. exactness, every layer offloaded"; then
-    run "exactness tests" tests.txt env SELFEXTEND_TEST_N_GPU_LAYERS=-1 $PY -m pytest -q \
-        tests/test_reference_equivalence.py tests/test_layer_check.py tests/test_key_cache.py
+if step "2. the device suite, every layer offloaded"; then
+    run "device suite" tests.txt bash scripts/device_suite.sh "$PY" -q
 fi
 
 if step "3. placement of the Self-Extend ops"; then
-    run "placement, flash off" placement.txt $PY scripts/gpu_placement.py
-    run "placement, flash on" placement-flash.txt $PY scripts/gpu_placement.py --flash-attn
+    run "placement" placement.txt "${SEGGUF[@]}" eval placement
 fi
 
 if step "4. passkey at 16k"; then
@@ -76,9 +67,4 @@ if step "5. speed at 8k and 16k"; then
     run "speed" speed.txt "${SEGGUF[@]}" eval speed --depths 8k,16k --flash-attn off,on \
         --n-gpu-layers -1 --decode 32 --out "$OUT/speed"
 fi
-echo
-if [ ${#FAILED[@]} -gt 0 ]; then
-    echo "check_gpu.sh: FAILED: ${FAILED[*]} (results in $OUT/)"
-    exit 1
-fi
-echo "check_gpu.sh: every step passed; results in $OUT/"
+steps_end check_gpu.sh
