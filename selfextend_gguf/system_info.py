@@ -73,8 +73,9 @@ def format_system_info(info: Dict[str, Any]) -> str:
     for device in info["devices"]:
         extra = ", ".join(device["extra_buffer_types"]) or "none"
         memory = f"{device['memory_total'] / 2**30:.1f} GiB, " if device.get("memory_total") else ""
+        error = f"; not answering: {device['error']}" if device.get("error") else ""
         lines.append(f"device:     {device['name']} ({device['description']}); {memory}"
-                     f"extra buffer types: {extra}")
+                     f"extra buffer types: {extra}{error}")
     hint = _no_device_hint(info)
     if hint:
         lines.append(f"device:     {hint}")

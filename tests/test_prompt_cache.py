@@ -181,8 +181,7 @@ def test_lru_eviction_under_capacity(tiny_llama_512, tmp_path):
 def test_two_processes_writing_one_folder_leave_no_damaged_file(tiny_llama_512, tmp_path):
     script = textwrap.dedent(f"""
         import sys
-        from offload import N_GPU_LAYERS
-from selfextend_gguf import Llama, LlamaDiskCache
+        from selfextend_gguf import Llama, LlamaDiskCache
         llm = Llama({str(tiny_llama_512.path)!r}, n_ctx=1024, n_threads=1)
         llm.set_cache(LlamaDiskCache({str(tmp_path)!r}))
         for i in range(6):

@@ -104,7 +104,11 @@ def test_a_server_killed_during_a_prefill_or_between_requests(tiny_llama_512):
             srv.stop()
         assert time.monotonic() - start < 120
         del llm
-    # the process goes on: a new Llama, here on this machine alone
+    # the process goes on: `info` still reports, the lost server's memory unknown and why
+    from selfextend_gguf import system_info
+    lost = [d for d in system_info()["devices"] if srv.endpoint in d["description"] + d["name"]]
+    assert lost and all(d["memory_total"] is None and srv.endpoint in d["error"] for d in lost), lost
+    # and a new Llama, here on this machine alone
     local = Llama(str(tiny_llama_512.path), n_ctx=2048)
     assert local.create_completion("still here", max_tokens=2, temperature=0)["choices"][0]["text"] is not None
 

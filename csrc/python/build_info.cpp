@@ -7,6 +7,7 @@
 
 #include <pybind11/stl.h>
 
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -75,10 +76,18 @@ py::dict build_info() {
             case GGML_BACKEND_DEVICE_TYPE_IGPU:  d["type"] = "igpu";  break;
             default:                             d["type"] = "accel"; break;
         }
-        size_t free = 0, total = 0;
-        ggml_backend_dev_memory(dev, &free, &total);
-        d["memory_total"] = total;
-        d["memory_free"]  = free;
+        // asked of the device itself: an RPC server that has gone away answers with an
+        // error, which leaves the memory unknown (None) rather than failing the whole report
+        try {
+            size_t free = 0, total = 0;
+            ggml_backend_dev_memory(dev, &free, &total);
+            d["memory_total"] = total;
+            d["memory_free"]  = free;
+        } catch (const std::exception & e) {
+            d["memory_total"] = py::none();
+            d["memory_free"]  = py::none();
+            d["error"]        = std::string(e.what());
+        }
         devices.append(d);
     }
     info["devices"] = devices;
