@@ -56,7 +56,7 @@ fi
 SELECT="not (test_flash_path_matches_reference and cpu)"
 # left to scripts/check_vulkan.sh: the passkey in 10,000 tokens on the default model (a
 # real model beyond its 8,192-token window: on lavapipe it prefills about 25 tokens/s,
-# and the test ran past 20 minutes). Everything else takes about 11 minutes on 2 cores.
+# and the test ran past 20 minutes). Everything else takes about 12.5 minutes on 2 cores.
 SLOW="passkey"
 case "${DEVICE_SUITE:-ci}" in
     ci)   SELECT="not ($SLOW) and $SELECT" ;;
