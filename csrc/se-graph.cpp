@@ -471,11 +471,12 @@ bool device_takes_grouped_flash(const llm_graph_context & g, const llama_se_attn
         }
     };
     question last = { nullptr, 0, 0, 0, 0, GGML_TYPE_COUNT };
-    for (const auto & layer : llama_se_access::kv_layers(llama_se_access::cache(*src.mctx))) {
+    const llama_kv_cache & kv = llama_se_access::cache(*src.mctx);
+    for (const auto & layer : llama_se_access::kv_layers(kv)) {
         ggml_backend_dev_t dev = accelerator_of(layer.k);
         // only the layers that take Self-Extend (not DeciLM's layers without heads, whose
         // shapes would divide by zero in ggml's checks)
-        if (dev == nullptr || !llama_se_layer_takes(llama_se_access::model(llama_se_access::cache(*src.mctx)), (int) layer.il)) {
+        if (dev == nullptr || !llama_se_layer_takes(llama_se_access::model(kv), (int) layer.il)) {
             continue;
         }
         const int64_t d  = hp.n_embd_head_k(layer.il);

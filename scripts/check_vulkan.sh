@@ -30,11 +30,8 @@ if [ -n "${SKIP_BUILD:-}" ]; then
 else
     make install-vulkan 2>&1 | tail -20 | tee "$OUT/build.txt"
 fi
-# lavapipe where there is no GPU (ggml-vulkan takes GPUs only unless a device is named)
-if [ -z "${GGML_VK_VISIBLE_DEVICES:-}" ] && ! "$PY" -c 'from selfextend_gguf import system_info
-import sys; sys.exit(0 if any(d["type"] != "cpu" for d in system_info()["devices"]) else 1)'; then
-    export GGML_VK_VISIBLE_DEVICES=0
-fi
+source scripts/vulkan_device.sh
+use_lavapipe_without_gpu "$PY"
 "$PY" -m selfextend_gguf info | tee "$OUT/system-info.txt"
 DEVICE=$("$PY" -c 'from selfextend_gguf import system_info
 print(next(d["description"] for d in system_info()["devices"] if d["type"] != "cpu").split(" (")[0])')

@@ -30,14 +30,9 @@ cd "$(dirname "$0")/.."
 PY=${1:-.venv-vulkan/bin/python}
 shift || true
 
-# ggml-vulkan takes GPUs only; where it finds none, the first device (lavapipe on a
-# machine without a GPU) when named
-devices() { "$PY" -c 'from selfextend_gguf import system_info
-print(" ".join(d["name"] for d in system_info()["devices"] if d["type"] != "cpu"))'; }
-if [ -z "$(devices)" ] && [ -z "${GGML_VK_VISIBLE_DEVICES:-}" ]; then
-    export GGML_VK_VISIBLE_DEVICES=0
-fi
-DEVICES=$(devices)
+source scripts/vulkan_device.sh
+use_lavapipe_without_gpu "$PY"
+DEVICES=$(device_names "$PY")
 if [ -z "$DEVICES" ]; then
     echo "device_suite.sh: this build offers no device other than the CPU: build with" \
          "CMAKE_ARGS=-DGGML_VULKAN=ON (make install-vulkan) on a machine with a Vulkan driver" \

@@ -128,3 +128,15 @@ def max_errors(graphs: Sequence[LayerGraph], G: int, W: int, spec_of_layer, soft
         err = float(np.abs(want - lg.out).max())
         errors[lg.layer] = max(errors.get(lg.layer, 0.0), err)
     return errors
+
+
+def device_tolerance_for(model_path: str, tokens: Sequence[int], chunks: Sequence[int], W: int, spec_of_layer,
+                         softcap: float = 0.0, sinks=None, flash_attn: bool = False, **options) -> float:
+    """TOL, or on a GPU the device's own error on the same capture with G = 1 (plain
+    attention through the same ops; device_tolerance.py)."""
+    from device_tolerance import tolerance
+
+    def g1_error():
+        graphs = run_captured(model_path, tokens, chunks, 1, W, flash_attn=flash_attn, **options)
+        return max(max_errors(graphs, 1, W, spec_of_layer, softcap, sinks).values())
+    return tolerance(TOL, g1_error)

@@ -25,3 +25,8 @@ def accelerators():
     from selfextend_gguf import system_info
 
     return [d["name"] for d in system_info()["devices"] if d.get("type") != "cpu"]
+
+
+def on_device():
+    """Whether this run offloads to a device: the device suite on a build that offers one."""
+    return N_GPU_LAYERS != 0 and bool(accelerators())

@@ -6,8 +6,8 @@ is vanilla attention bit for bit."""
 import numpy as np
 import pytest
 
-from device_tolerance import tolerance
-from layer_check import CHUNKS, G, N_TOKENS as N, TOL, W, RopeSpec, max_errors, run_captured
+from layer_check import (CHUNKS, G, N_TOKENS as N, TOL, W, RopeSpec, device_tolerance_for, max_errors,
+                         run_captured)
 from offload import N_GPU_LAYERS, core_model
 from selfextend_gguf import Llama, _core
 from tiny_arch_models import ARCHS, write_arch_model
@@ -36,12 +36,8 @@ def sinks_of(m):
 
 
 def tol_for(m, tokens, chunks, flash=False):
-    """TOL, or on a GPU the device's own error on the same capture with G = 1 (plain
-    attention through the same ops; device_tolerance.py)"""
-    def g1_error():
-        plain = run_captured(str(m.path), tokens, chunks, 1, W, n_ctx=N, n_ubatch=64, flash_attn=flash)
-        return max(max_errors(plain, 1, W, lambda il: rope_spec(m), m.attn_softcap, sinks_of(m)).values())
-    return tolerance(TOL, g1_error)
+    return device_tolerance_for(str(m.path), tokens, chunks, W, lambda il: rope_spec(m), m.attn_softcap, sinks_of(m),
+                                flash_attn=flash, n_ctx=N, n_ubatch=64)
 
 
 # llama.cpp's own PLM graph aborts with flash attention (engine_limits refuses it)

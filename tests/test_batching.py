@@ -11,11 +11,11 @@ import pytest
 from greedy_match import assert_same_greedy
 from layouts import logits_in_layouts
 from device_tolerance import tolerance
-from offload import N_GPU_LAYERS, accelerators
+from offload import N_GPU_LAYERS, on_device
 from selfextend_gguf import Llama
 from selfextend_gguf.batching import ContextFull
 
-ON_DEVICE = N_GPU_LAYERS != 0 and bool(accelerators())
+ON_DEVICE = on_device()
 N_CTX = 4096   # eight times the tiny model's trained 512: Self-Extend (G=32 by eq. 5)
 
 

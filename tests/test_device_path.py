@@ -16,7 +16,7 @@ import pytest
 
 from device_tolerance import tolerance, vanilla_error
 from engine_logits import engine_logits
-from offload import N_GPU_LAYERS, accelerators
+from offload import N_GPU_LAYERS, accelerators, on_device
 from reference import forward
 from selfextend_gguf import Llama, state_file
 from selfextend_gguf.eval import placement
@@ -27,7 +27,7 @@ G, W = 6, 16
 OPTIONS = dict(n_ctx=N, type_k="f32", type_v="f32", group_size=G, neighbor_window=W)
 
 # the device suite: every layer on a device this build offers
-ON_DEVICE = N_GPU_LAYERS != 0 and bool(accelerators())
+ON_DEVICE = on_device()
 
 
 @pytest.mark.parametrize("flash", [False, True], ids=["no-flash", "flash"])

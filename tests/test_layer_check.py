@@ -5,8 +5,8 @@ path; and the check fails when the rotation it assumes is wrong."""
 
 import pytest
 
-from device_tolerance import tolerance
-from layer_check import CHUNKS, G, N_TOKENS as N, TOL, W, RopeSpec, max_errors, run_captured
+from layer_check import (CHUNKS, G, N_TOKENS as N, TOL, W, RopeSpec, device_tolerance_for, max_errors,
+                         run_captured)
 
 
 def spec_of(model):
@@ -16,12 +16,8 @@ def spec_of(model):
 
 
 def tol_for(model, tokens, chunks, flash_attn=False):
-    """TOL, or on a GPU the device's own error on the same capture with G = 1 (plain
-    attention through the same ops; device_tolerance.py)"""
-    def g1_error():
-        graphs = run_captured(str(model.path), tokens, chunks, 1, W, n_ctx=N, n_ubatch=64, flash_attn=flash_attn)
-        return max(max_errors(graphs, 1, W, lambda il: spec_of(model)).values())
-    return tolerance(TOL, g1_error)
+    return device_tolerance_for(str(model.path), tokens, chunks, W, lambda il: spec_of(model), n_ctx=N, n_ubatch=64,
+                                flash_attn=flash_attn)
 
 
 @pytest.fixture(scope="module")
