@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 OUT="${OUT:-/tmp/selfextend-upstream}"
 SRC=$($PY cmake/llama_source.py)
-MODEL=$($PY -c "from selfextend_gguf.model_path import default_model_path as d; print(d())")
+MODEL=$($PY -c "from selfextend_gguf.models.model_path import default_model_path as d; print(d())")
 mkdir -p "$OUT"
 
 if [ ! -x "$OUT/build/bin/llama-completion" ]; then

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from selfextend_gguf import Llama, passkey
-from selfextend_gguf.logprobs import log_softmax
+from selfextend_gguf import Llama
+from selfextend_gguf.eval import passkey
+from selfextend_gguf.engine.logprobs import log_softmax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from layouts import logits_in_layouts  # noqa: E402

@@ -16,7 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from selfextend_gguf import Llama, texts
+from selfextend_gguf import Llama
+from selfextend_gguf.eval import texts
 
 
 def run(args, prompt_file, cache=None):

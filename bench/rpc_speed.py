@@ -22,7 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from rpc_process import RpcServer  # noqa: E402
 
-from selfextend_gguf import Llama, texts  # noqa: E402
+from selfextend_gguf import Llama  # noqa: E402
+from selfextend_gguf.eval import texts
 
 
 def measure(length: int, n_decode: int, **kwargs):

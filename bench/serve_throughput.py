@@ -98,7 +98,8 @@ def main() -> None:
     # --doc-tokens 0: the baseline setting, short prompts in a 4096-token context
     args.n_ctx = args.doc_tokens + 1024 if args.doc_tokens else 4096
 
-    from selfextend_gguf import Llama, texts
+    from selfextend_gguf import Llama
+    from selfextend_gguf.eval import texts
     vocab = Llama(vocab_only=True)
     _, text = texts.default_text()
     doc = vocab.detokenize(vocab.tokenize(text, add_bos=False)[:args.doc_tokens]).decode("utf-8", "ignore") \

@@ -5,7 +5,7 @@
 # only on CPUs with every instruction set of the build machine. A wheel or a virtual
 # environment moved to another CPU (a docker image, a venv on a cluster's shared disk)
 # would die with an illegal instruction, inside the extension, with no message.
-# selfextend_gguf/cpu_check.py compares the list written here with the running CPU's
+# selfextend_gguf/engine/cpu_check.py compares the list written here with the running CPU's
 # flags before the extension is loaded and says what is missing and what to do instead.
 #
 # The list is the compiler's own answer: its predefined macros (__AVX2__, __AVX512F__,

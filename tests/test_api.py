@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from selfextend_gguf import Llama, SelfExtend
-from selfextend_gguf import self_extend as se
+from selfextend_gguf.settings import self_extend as se
 
 
 @pytest.fixture(scope="module")

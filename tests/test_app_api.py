@@ -10,7 +10,7 @@ import pytest
 
 from app_models import ascii_only, non_ascii_ban, write_app_model, write_lora
 from selfextend_gguf import Llama
-from selfextend_gguf.grammar import LlamaGrammar
+from selfextend_gguf.apps.grammar import LlamaGrammar
 from tiny_models import N_SPECIAL, byte_tokens
 
 N_CTX = 1024   # twice the trained 512: Self-Extend is on in every test here

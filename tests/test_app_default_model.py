@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from selfextend_gguf import Llama, passkey
+from selfextend_gguf import Llama
+from selfextend_gguf.eval import passkey
 
 pytestmark = pytest.mark.real_model
 

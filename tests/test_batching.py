@@ -1,4 +1,4 @@
-"""Continuous batching in one context (batching.py, Llama.create_completions and
+"""Continuous batching in one context (engine/scheduler.py, Llama.create_completions and
 scheduler=): outputs as solo runs give them, beyond the trained window with Self-Extend;
 prefix reuse across slots by copying cells; cancellation frees cells; generations that do
 not fit beside the others wait; a failure drops only the generations of its batch."""
@@ -13,7 +13,7 @@ from layouts import logits_in_layouts
 from device_tolerance import tolerance
 from offload import N_GPU_LAYERS, on_device
 from selfextend_gguf import Llama
-from selfextend_gguf.batching import ContextFull
+from selfextend_gguf.engine.errors import ContextFull
 
 ON_DEVICE = on_device()
 N_CTX = 4096   # eight times the tiny model's trained 512: Self-Extend (G=32 by eq. 5)

@@ -9,8 +9,8 @@ import pexpect
 import pytest
 
 from selfextend_gguf import Llama
-from selfextend_gguf.chat import ChatSession
-from selfextend_gguf.llama import common_prefix_length
+from selfextend_gguf.cli.chat import ChatSession
+from selfextend_gguf.engine.prefix import common_prefix_length
 
 
 def test_second_turn_evaluates_only_new_tokens(tiny_llama_512, tmp_path):

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from selfextend_gguf.self_extend import choose
+from selfextend_gguf.settings.self_extend import choose
 
 
 def cli(*args, input_text=None):

@@ -1,6 +1,6 @@
 """A build compiled for another CPU is refused at import with a message, before the
 extension (whose code would die with an illegal instruction) is loaded
-(selfextend_gguf/cpu_check.py, cmake/cpu_requirements.cmake)."""
+(selfextend_gguf/engine/cpu_check.py, cmake/cpu_requirements.cmake)."""
 
 import os
 import subprocess
@@ -9,7 +9,8 @@ import textwrap
 
 import pytest
 
-from selfextend_gguf import cpu_check, system_info
+from selfextend_gguf import system_info
+from selfextend_gguf.engine import cpu_check
 
 X86_CPUINFO = """processor\t: 0
 model name\t: Test CPU {n}

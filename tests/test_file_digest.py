@@ -3,7 +3,7 @@
 import hashlib
 import os
 
-from selfextend_gguf.model_path import file_sha256
+from selfextend_gguf.models.model_path import file_sha256
 
 
 def test_a_file_rewritten_with_its_old_size_and_mtime_is_hashed_again(tmp_path):
@@ -30,7 +30,7 @@ def test_a_link_and_its_target_share_one_digest(tmp_path):
 
 def test_a_state_files_model_fingerprint_follows_a_rewrite_with_the_old_mtime(tiny_llama, tmp_path):
     from selfextend_gguf import _core
-    from selfextend_gguf.state_file import model_fingerprint
+    from selfextend_gguf.engine.state_file import model_fingerprint
     path = tmp_path / "model.gguf"
     data = bytearray(tiny_llama.path.read_bytes())
     path.write_bytes(bytes(data))

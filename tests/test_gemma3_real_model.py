@@ -6,7 +6,7 @@ import pytest
 
 from layer_check import RopeSpec, max_errors, run_captured
 from selfextend_gguf import Llama
-from selfextend_gguf.package_models import package_model_path
+from selfextend_gguf.models.package_models import package_model_path
 
 pytestmark = pytest.mark.real_model
 

@@ -1,4 +1,4 @@
-"""Settings measured on a packaged model and shipped (measured_settings.py): used instead
+"""Settings measured on a packaged model and shipped (settings/measured.py): used instead
 of eq. 5 in their range of n_ctx, after a tuned or explicit setting; eval's automatic
 choice and tune's candidates follow them; reports name rows by the setting that ran."""
 
@@ -7,11 +7,13 @@ import shutil
 
 import pytest
 
-from selfextend_gguf import Llama, measured_settings, tuned_settings
-from selfextend_gguf import self_extend as se
+from selfextend_gguf import Llama
+from selfextend_gguf.settings import measured as measured_settings
+from selfextend_gguf.settings import tuned as tuned_settings
+from selfextend_gguf.settings import self_extend as se
 from selfextend_gguf.eval import passkey_eval
 from selfextend_gguf.eval.methods import automatic_choice, build_runner, planned_settings
-from selfextend_gguf.model_path import _sha256
+from selfextend_gguf.models.model_path import _sha256
 from selfextend_gguf.tuning.candidates import candidates
 
 # the tiny model is trained on 512 tokens; eval at length 1100 runs n_ctx 1228

@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 
 from offload import N_GPU_LAYERS
-from selfextend_gguf import Llama, LlamaDiskCache, LlamaRAMCache, state_file, tuned_settings
-from selfextend_gguf.chat import ChatSession
-from selfextend_gguf.llama import common_prefix_length
+from selfextend_gguf import Llama, LlamaDiskCache, LlamaRAMCache
+from selfextend_gguf.engine import state_file
+from selfextend_gguf.settings import tuned as tuned_settings
+from selfextend_gguf.cli.chat import ChatSession
+from selfextend_gguf.engine.prefix import common_prefix_length
 from tiny_models import TinyConfig, write_tiny_model
 
 N_CTX = 2048          # four times the tiny model's trained 512

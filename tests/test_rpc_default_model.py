@@ -6,7 +6,8 @@ import pytest
 
 import layer_check as lc
 from rpc_process import RpcServer
-from selfextend_gguf import Llama, _core, default_model_path, passkey
+from selfextend_gguf import Llama, _core, default_model_path
+from selfextend_gguf.eval import passkey
 
 pytestmark = pytest.mark.real_model
 

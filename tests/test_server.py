@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from selfextend_gguf import Llama
-from selfextend_gguf.threads import map_in_threads
+from selfextend_gguf.engine.threads import map_in_threads
 from server_process import ServerProcess
 
 N_CTX = 1024   # twice the tiny model's trained 512: Self-Extend is on

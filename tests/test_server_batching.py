@@ -9,7 +9,7 @@ import pytest
 
 from greedy_match import assert_same_greedy
 from selfextend_gguf import Llama
-from selfextend_gguf.threads import map_in_threads
+from selfextend_gguf.engine.threads import map_in_threads
 from server_process import ServerProcess, openai_client, stream_logprobs
 
 N_CTX = 4096   # beyond the tiny model's trained 512

@@ -4,7 +4,7 @@
 import openai
 import pytest
 
-from selfextend_gguf.threads import map_in_threads
+from selfextend_gguf.engine.threads import map_in_threads
 from server_process import ServerProcess, stream_logprobs
 
 pytestmark = pytest.mark.real_model
@@ -53,7 +53,8 @@ def test_eight_streams_on_four_slots_beyond_the_window_equal_solo_runs():
     between slots, and each answer is what a solo run gives (greedy, up to the quantized
     model's own layout noise: greedy_match.QUANTIZED_TIE)."""
     from greedy_match import QUANTIZED_TIE, assert_same_greedy
-    from selfextend_gguf import Llama, passkey
+    from selfextend_gguf import Llama
+    from selfextend_gguf.eval import passkey
 
     n_ctx = 12288
     solo = Llama(n_ctx=n_ctx, flash_attn=True)

@@ -11,9 +11,11 @@ import sys
 import numpy as np
 import pytest
 
-from selfextend_gguf import Llama, self_extend as se, tune, tuned_settings
+from selfextend_gguf import Llama, tune
+from selfextend_gguf.settings import self_extend as se
+from selfextend_gguf.settings import tuned as tuned_settings
 from selfextend_gguf.eval.perplexity import nll
-from selfextend_gguf.texts import default_text, package_license_text
+from selfextend_gguf.eval.texts import default_text, package_license_text
 from selfextend_gguf.tuning import needles
 from selfextend_gguf.tuning.candidates import candidates
 from selfextend_gguf.tuning.scoring import score_setting

@@ -156,9 +156,11 @@ void run_decode(Context & c, llama_batch & batch) {
         if (rc == 2) {
             throw std::runtime_error("decode aborted");
         }
-        throw llama_cpp_error(rc == 1 ? std::string("decode failed in llama.cpp: no KV cache slot for the batch (context full)")
-                                      : "decode failed in llama.cpp with code " + std::to_string(rc) +
-                                        (reason.empty() ? std::string() : ": " + reason));
+        if (rc == 1) {
+            throw kv_cache_full_error("decode failed in llama.cpp: no KV cache slot for the batch (context full)");
+        }
+        throw llama_cpp_error("decode failed in llama.cpp with code " + std::to_string(rc) +
+                              (reason.empty() ? std::string() : ": " + reason));
     }
 }
 

@@ -40,6 +40,13 @@ struct llama_cpp_error : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+// A decode that found no KV cache slot for its batch (llama_decode returned 1), raised as
+// selfextend_gguf._core.KvCacheFull (a LlamaCppError): the batch scheduler makes room and
+// retries on this type alone.
+struct kv_cache_full_error : llama_cpp_error {
+    using llama_cpp_error::llama_cpp_error;
+};
+
 // Error lines llama.cpp logged on this thread since the last call (its reasons for a
 // failed load or decode), then forgotten; "" if none.
 void        llama_errors_clear();

@@ -73,7 +73,9 @@ std::string llama_errors_take() {
 PYBIND11_MODULE(_core, m) {
     m.doc() = "Native core of selfextend-gguf: llama.cpp with exact Self-Extend attention";
 
-    py::register_exception<llama_cpp_error>(m, "LlamaCppError", PyExc_RuntimeError);
+    auto & llama_cpp_error_type = py::register_exception<llama_cpp_error>(m, "LlamaCppError", PyExc_RuntimeError);
+    // registered after its base: pybind11 tries the newest translator first
+    py::register_exception<kv_cache_full_error>(m, "KvCacheFull", llama_cpp_error_type.ptr());
 
     llama_log_set(log_to_stderr, nullptr);
     llama_backend_init();

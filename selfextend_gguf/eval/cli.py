@@ -151,7 +151,7 @@ def run(args) -> int:
 
 
 def run_placement(args) -> int:
-    from ..package_models import resolve_model_path
+    from ..models.package_models import resolve_model_path
     from . import placement
 
     model = resolve_model_path(args.model)

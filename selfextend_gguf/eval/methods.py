@@ -17,11 +17,11 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .. import measured_settings
-from .. import self_extend as se
+from ..settings import measured as measured_settings
+from ..settings import self_extend as se
 from ..llama import Llama
-from ..package_models import resolve_model_path
-from ..text_stream import TextStream
+from ..models.package_models import resolve_model_path
+from ..engine.text_stream import TextStream
 from .grouped_cache import GroupedCache
 
 METHODS = ("vanilla", "self-extend", "grouped-cache", "yarn", "linear", "truncate")

@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from .. import passkey
+from . import passkey
 from ..llama import Llama
-from ..package_models import resolve_model_path
+from ..models.package_models import resolve_model_path
 from . import heatmap
 from .methods import Runner, build_runner, n_ctx_train_of, planned_settings, variant_of
 from .results import (Automatic, ResultLog, accuracy_table, command_line, file_slug, leading_digits_table,

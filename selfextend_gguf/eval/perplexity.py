@@ -11,8 +11,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..package_models import resolve_model_path
-from ..texts import default_text
+from ..models.package_models import resolve_model_path
+from .texts import default_text
 from .methods import build_runner, n_ctx_train_of, planned_settings, variant_of
 from .results import Automatic, ResultLog, command_line, method_label, with_variants
 

@@ -93,7 +93,7 @@ def run_placement(model: str, self_extend: bool, flash_attn: bool, n_gpu_layers:
     """Evaluate n_tokens of a prompt in a child process and read where the last graph's
     nodes ran. Self-Extend: W = min(256, L/4) and the smallest G that reaches n_ctx
     (eq. 4), so that the prompt has far cells whatever the model's trained context L."""
-    from ..self_extend import smallest_reaching_group_size
+    from ..settings.self_extend import smallest_reaching_group_size
     from .methods import n_ctx_train_of
 
     if self_extend:

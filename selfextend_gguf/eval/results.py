@@ -10,7 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from ..llama import common_prefix_length
+from ..engine.prefix import common_prefix_length
 
 
 class ResultLog:

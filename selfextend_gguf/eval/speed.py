@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..passkey import FILLER
-from ..progress import ProgressBar
+from .passkey import FILLER
+from .progress import ProgressBar
 from .methods import build_runner, n_ctx_train_of
 from .results import ResultLog
 

@@ -6,7 +6,7 @@ import os
 import sys
 from typing import Callable
 
-from ..batching import BatchScheduler
+from ..engine.scheduler import BatchScheduler
 from ..llama import Llama
 from .app import create_app
 

@@ -10,7 +10,7 @@ from typing import Any, Callable, Dict, Iterator, List, Union
 import numpy as np
 
 from ..llama import Llama
-from ..threads import map_in_threads
+from ..engine.threads import map_in_threads
 from .schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
 
@@ -47,11 +47,11 @@ def chat_kwargs(body: ChatCompletionRequest) -> Dict[str, Any]:
     return out
 
 
-def check_completion(llm: Llama, prompt_tokens: List[int], kwargs: Dict[str, Any]) -> None:
-    """What create_completion would refuse, refused before the request queues."""
-    from ..grammar import output_format_grammar, response_format_schema, user_grammar
+def check_completion(kwargs: Dict[str, Any]) -> None:
+    """What create_completion would refuse (besides the prompt: Llama.prompt_tokens), refused
+    before the request queues."""
+    from ..apps.grammar import output_format_grammar, response_format_schema, user_grammar
 
-    llm.check_prompt(prompt_tokens)
     user_grammar(kwargs["grammar"])
     output_format_grammar(response_format_schema(kwargs["response_format"]))
 
@@ -59,8 +59,8 @@ def check_completion(llm: Llama, prompt_tokens: List[int], kwargs: Dict[str, Any
 def chat_prompt_tokens(llm: Llama, messages: List[Dict[str, Any]], kwargs: Dict[str, Any]) -> List[int]:
     """The prompt's tokens (to pick the slot with the longest cached prefix); renders the
     template with the tools and format asked for, so bad ones are a 400 here."""
-    from ..completions import legacy_functions
-    from ..grammar import response_format_schema, user_grammar
+    from ..apps.completions import legacy_functions
+    from ..apps.grammar import response_format_schema, user_grammar
 
     tools, tool_choice = kwargs["tools"], kwargs["tool_choice"]
     if kwargs["functions"] is not None:

@@ -12,8 +12,9 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from .. import state_file
-from ..state import LlamaState
+from ..engine import state_file
+from ..engine.state import LlamaState
+from .errors import SlotBusy
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 
@@ -28,10 +29,6 @@ def path_of(folder: str, filename: Any) -> Path:
     return path
 
 
-class SlotBusy(RuntimeError):
-    """The slot is running a request (409)."""
-
-
 def run_action(action: str, scheduler, id_slot: int, path: Optional[Path]) -> Dict[str, Any]:
     """Run on the scheduler's thread (BatchScheduler.call): the slot's cells are its
     sequence's cells in the one context."""
@@ -41,8 +38,7 @@ def run_action(action: str, scheduler, id_slot: int, path: Optional[Path]) -> Di
     start = time.perf_counter()
     if action == "erase":
         n = len(slot.tokens)
-        scheduler.ctx.seq_rm(slot.seq_id, 0, -1)
-        slot.tokens, slot.shared = [], 0
+        scheduler.clear(slot)
         return {"id_slot": id_slot, "n_erased": n}
     if action == "save":
         state = scheduler.save_sequence(slot)

@@ -1,6 +1,6 @@
 """Admission: at most --parallel requests run (each on a slot, a sequence of the one
 context) and --queue-size more wait; beyond that a request gets QueueFull (503). Which
-slot a request takes is the batch scheduler's choice (batching.py)."""
+slot a request takes is the batch scheduler's choice (engine/scheduler.py)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,6 @@ class Admission:
         self.n_slots = n_slots
         self.max_queue = max_queue
         self.in_flight = 0
-
-    @property
-    def n_waiting(self) -> int:
-        return max(0, self.in_flight - self.n_slots)
 
     def enter(self) -> None:
         if self.in_flight >= self.n_slots + self.max_queue:

@@ -2,7 +2,7 @@
 
 Every candidate satisfies eq. 4, (L - W) * G + W >= N, so it can reach N at all:
 - the eq. 5 choice, and a setting measured on this model and shipped for N if there is
-  one (what `Llama` picks without a tuned setting: measured_settings.py);
+  one (what `Llama` picks without a tuned setting: settings/measured.py);
 - a smaller and a larger G at the same W (half and twice, the smaller one no lower than
   eq. 4 allows);
 - W from about L/32 (the paper authors advise a small W, about 100, for Llama-3's 8k)
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import List, NamedTuple, Optional
 
-from .. import measured_settings
-from .. import self_extend as se
+from ..settings import measured as measured_settings
+from ..settings import self_extend as se
 
 
 class Candidate(NamedTuple):

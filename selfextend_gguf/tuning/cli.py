@@ -45,8 +45,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from .. import tuned_settings
-    from ..package_models import resolve_model_path
+    from ..settings import tuned as tuned_settings
+    from ..models.package_models import resolve_model_path
     from .tune import tune
 
     if args.forget:

@@ -1,7 +1,7 @@
 """A long natural-text document with facts ("needles") hidden at several depths, and
 one question per fact, all as tokens.
 
-The text is any long prose (see `selfextend_gguf.texts`); each needle is a sentence put
+The text is any long prose (see `selfextend_gguf.eval.texts`); each needle is a sentence put
 between two lines of it. A question repeats the needle's wording up to the answer, so
 even a small model can answer by copying, and the answer is scored by its tokens'
 log-probabilities (teacher forcing), not by generating. The document's last tokens hold

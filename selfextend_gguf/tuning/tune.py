@@ -8,11 +8,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from .. import self_extend as se
-from .. import tuned_settings
+from ..settings import self_extend as se
+from ..settings import tuned as tuned_settings
 from ..llama import Llama
-from ..progress import ProgressBar
-from ..texts import default_text
+from ..eval.progress import ProgressBar
+from ..eval.texts import default_text
 from . import needles
 from .candidates import Candidate, candidates as default_candidates
 from .scoring import SettingScore, score_setting
@@ -94,7 +94,7 @@ def tune(model_path: Optional[str] = None, length: int = 16384, *,
     model file, so that `Llama(model_path, n_ctx=n)` with n <= length uses it.
 
     candidates: (G, W) pairs to score instead of the default set (see tuning.candidates).
-    text: the long natural text to hide the needles in (default: selfextend_gguf.texts).
+    text: the long natural text to hide the needles in (default: selfextend_gguf.eval.texts).
     n_gpu_layers: layers offloaded to a GPU while scoring (-1: all), as Llama's.
     Progress goes to stderr."""
     started = time.monotonic()

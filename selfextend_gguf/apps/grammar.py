@@ -7,8 +7,8 @@ import json
 import logging
 from typing import Any, List, Mapping, Optional, Union
 
-from . import _core
-from .sampling import GrammarSpec
+from .. import _core
+from ..engine.sampling import GrammarSpec
 
 logger = logging.getLogger("selfextend_gguf")
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from . import _core
+from .. import _core
 
 LLAMA_DEFAULT_SEED = 0xFFFFFFFF  # as llama_cpp: a random seed
 
@@ -121,3 +121,11 @@ def new_sampler(model: "_core.Model", params: SamplingParams, n_ctx: int,
         p.preserved_tokens = list(grammar.preserved_tokens)
         p.generation_prompt = grammar.generation_prompt
     return _core.Sampler(model, p)
+
+
+def prime(sampler: "_core.Sampler", tokens: Sequence[int], last_n: int) -> None:
+    """The penalties count the last last_n tokens already in the sequence (-1: all of them),
+    as llama.cpp's tools do."""
+    window = len(tokens) if last_n < 0 else min(last_n, len(tokens))
+    for token in tokens[len(tokens) - window:]:
+        sampler.accept(int(token), False)

@@ -6,19 +6,18 @@ from __future__ import annotations
 import contextlib
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
 from . import logprobs as lp
 from . import responses
 from .chat_format import RenderedChat
-from .generation import Generation, LogitsProcessor
+from ..engine.generation import Generation, LogitsProcessor, logits_processors
+from .host import ModelHost
 from .grammar import output_format_grammar, response_format_schema, user_grammar
-from .sampling import GrammarSpec, SamplingParams, new_sampler
+from ..engine.sampling import GrammarSpec, SamplingParams, new_sampler
 
-if TYPE_CHECKING:
-    from .llama import Llama
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -35,25 +34,14 @@ class GenerationOptions:
     # a BatchScheduler: run on one of its slots, batched with other calls (None: alone)
     scheduler: Optional[Any] = None
 
-    def lock(self, llm: "Llama"):
+    def lock(self, llm: "ModelHost"):
         """Alone, the Llama is held for the whole generation; on a scheduler's slot the
         scheduler owns the context and other calls run beside this one."""
         return llm.lock if self.scheduler is None else contextlib.nullcontext()
 
-    def store_in_cache(self, llm: "Llama") -> None:
+    def store_in_cache(self, llm: "ModelHost") -> None:
         if self.scheduler is None:
-            llm.store_in_cache()
-
-
-def _processors(value: Union[None, LogitsProcessor, Sequence[LogitsProcessor]]) -> List[LogitsProcessor]:
-    if value is None:
-        return []
-    if callable(value):  # llama_cpp's LogitsProcessorList is a callable list
-        return [value]
-    processors = list(value)
-    if not all(callable(p) for p in processors):
-        raise ValueError("logits_processor must be a callable (input_ids, scores) -> scores, or a list of them")
-    return processors
+            llm.sequence.store_in_cache()
 
 
 def _stops(stop: Union[str, Sequence[str], None], extra: Sequence[str] = ()) -> List[str]:
@@ -68,25 +56,23 @@ def _stops(stop: Union[str, Sequence[str], None], extra: Sequence[str] = ()) -> 
     return stops + [s for s in extra if s not in stops]
 
 
-def _generation(llm: "Llama", prompt_tokens: List[int], sampling: SamplingParams, options: GenerationOptions,
+def _generation(llm: "ModelHost", prompt_tokens: List[int], sampling: SamplingParams, options: GenerationOptions,
                 grammar: Optional[GrammarSpec], n_logprobs: Optional[int], extra_stops: Sequence[str] = (),
                 special_tokens: Sequence[int] = ()) -> Generation:
     max_tokens = options.max_tokens
     if max_tokens is not None and max_tokens <= 0:
         max_tokens = None  # llama_cpp: unlimited, bounded by n_ctx
-    if sampling.seed is None:
-        sampling.seed = llm.seed_for_next_call()
     sampler = new_sampler(llm.model, sampling, llm.n_ctx(), grammar)
-    return Generation(llm, prompt_tokens, sampler, max_tokens, _stops(options.stop, extra_stops),
+    return Generation(llm.sequence, llm.model, prompt_tokens, sampler, max_tokens, _stops(options.stop, extra_stops),
                       options.progress_callback, options.stopping_criteria or (),
-                      _processors(options.logits_processor), n_logprobs, special_tokens,
+                      logits_processors(options.logits_processor), n_logprobs, special_tokens,
                       llm.n_ctx() if sampling.penalty_last_n == -1 else sampling.penalty_last_n,
                       options.scheduler.run if options.scheduler is not None else None)
 
 
 # ---------------------------------------------------------------------------- completions
 
-def fim_prompt(llm: "Llama", prefix: Union[str, bytes, Sequence[int]], suffix: str, spm_infill: bool) -> List[int]:
+def fim_prompt(llm: "ModelHost", prefix: Union[str, bytes, Sequence[int]], suffix: str, spm_infill: bool) -> List[int]:
     """Fill-in-the-middle: the vocabulary's FIM tokens around prefix and suffix (PSM order,
     or SPM with spm_infill), as llama.cpp's infill does."""
     pre, suf, mid = llm.model.token_fim_pre(), llm.model.token_fim_suf(), llm.model.token_fim_mid()
@@ -101,7 +87,7 @@ def fim_prompt(llm: "Llama", prefix: Union[str, bytes, Sequence[int]], suffix: s
     return bos + [pre] + prefix_tokens + [suf] + suffix_tokens + [mid]
 
 
-def completion(llm: "Llama", prompt: Union[str, bytes, Sequence[int]], sampling: SamplingParams,
+def completion(llm: "ModelHost", prompt: Union[str, bytes, Sequence[int]], sampling: SamplingParams,
                options: GenerationOptions, *, suffix: Optional[str] = None, logprobs: Optional[int] = None,
                echo: bool = False, grammar: Any = None,
                response_format: Optional[Mapping[str, Any]] = None) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
@@ -112,7 +98,7 @@ def completion(llm: "Llama", prompt: Union[str, bytes, Sequence[int]], sampling:
     if suffix is not None:
         if echo:
             raise ValueError("echo=True cannot be combined with suffix= (fill-in-the-middle)")
-        prompt_tokens = llm.check_prompt(fim_prompt(llm, prompt, suffix, llm.spm_infill))
+        prompt_tokens = llm.prompt_tokens(fim_prompt(llm, prompt, suffix, llm.spm_infill))
     else:
         prompt_tokens = llm.prompt_tokens(prompt)
     gen = _generation(llm, prompt_tokens, sampling, options, spec, n_logprobs)
@@ -138,7 +124,7 @@ def completion(llm: "Llama", prompt: Union[str, bytes, Sequence[int]], sampling:
                                 logprobs=logprobs_out)
 
 
-def _stream_completion(llm: "Llama", gen: Generation, id_: str, prefix: str, prompt_items, logprobs_of,
+def _stream_completion(llm: "ModelHost", gen: Generation, id_: str, prefix: str, prompt_items, logprobs_of,
                        options: GenerationOptions):
     with options.lock(llm):
         offset = 0
@@ -177,7 +163,7 @@ def legacy_functions(functions, function_call):
     raise ValueError("function_call must be 'auto', 'none' or {'name': ...}")
 
 
-def chat_completion(llm: "Llama", messages: Sequence[Mapping[str, Any]], sampling: SamplingParams,
+def chat_completion(llm: "ModelHost", messages: Sequence[Mapping[str, Any]], sampling: SamplingParams,
                     options: GenerationOptions, *, tools=None, tool_choice=None, functions=None,
                     function_call=None, response_format=None, grammar=None, logprobs: Optional[bool] = None,
                     top_logprobs: Optional[int] = None,
@@ -230,7 +216,7 @@ def _message(parser, legacy: bool) -> Dict[str, Any]:
     return message
 
 
-def _stream_chat(llm: "Llama", gen: Generation, parser, id_: str, logprobs_of, options: GenerationOptions):
+def _stream_chat(llm: "ModelHost", gen: Generation, parser, id_: str, logprobs_of, options: GenerationOptions):
     saw_tool_call = False
     pending: List[lp.TokenLogprob] = []  # log-probabilities of tokens not yet in a chunk
     with options.lock(llm):

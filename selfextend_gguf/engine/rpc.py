@@ -16,7 +16,7 @@ import sys
 import weakref
 from typing import Dict, List, Optional, Sequence, Union
 
-from . import _core
+from .. import _core
 
 logger = logging.getLogger("selfextend_gguf")
 

@@ -1,22 +1,14 @@
-"""Log-probabilities of generated tokens, from the distribution the model gave (the
-log-softmax of its logits, before any sampler truncated it, as llama-server reports
-them), in llama_cpp's completion shape and in OpenAI's chat shape."""
+"""Log-probabilities in the app protocols' shapes: llama_cpp's completion logprobs and
+OpenAI's chat logprobs (engine/logprobs.py computes them)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional
 
-import numpy as np
+from ..engine.logprobs import TokenLogprob
 
 # OpenAI allows top_logprobs up to 20
 MAX_TOP_LOGPROBS = 20
-
-
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    x = np.asarray(logits, dtype=np.float64)
-    m = np.max(x)
-    return x - (m + np.log(np.sum(np.exp(x - m))))
 
 
 def check_count(n: Optional[int], name: str) -> Optional[int]:
@@ -25,23 +17,6 @@ def check_count(n: Optional[int], name: str) -> Optional[int]:
     if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_TOP_LOGPROBS:
         raise ValueError(f"{name} must be an integer in [0, {MAX_TOP_LOGPROBS}], got {n!r}")
     return n
-
-
-@dataclass
-class TokenLogprob:
-    token: int
-    logprob: float
-    top: List[Tuple[int, float]]  # the n most likely tokens, most likely first
-
-
-def token_logprob(logits: np.ndarray, token: int, n_top: int) -> TokenLogprob:
-    lp = log_softmax(logits)
-    top: List[Tuple[int, float]] = []
-    if n_top > 0:
-        idx = np.argpartition(-lp, min(n_top, lp.size) - 1)[:n_top]
-        idx = idx[np.argsort(-lp[idx], kind="stable")]
-        top = [(int(i), float(lp[i])) for i in idx]
-    return TokenLogprob(int(token), float(lp[token]), top)
 
 
 def completion_logprobs(items: List[Optional[TokenLogprob]], piece: Callable[[int], bytes],

@@ -9,7 +9,8 @@ import platform
 import sys
 from typing import Any, Dict, List, Optional
 
-from . import _core, cpu_check
+from .. import _core
+from . import cpu_check
 
 # CPU flags worth seeing next to the compiled features (the AMX crash of issue 11
 # was a CPU that advertised amx_* without being able to run it)
@@ -34,7 +35,7 @@ def system_info() -> Dict[str, Any]:
     compiled_features (llama.cpp's system-info string), backends (each with its compiled
     features), devices (each with its type, memory in bytes and extra buffer types), cpu (model, notable flags, and
     the flags this build needs: cpu_check)."""
-    from . import __version__
+    from .. import __version__
 
     build = _core.build_info()
     return {

@@ -3,41 +3,36 @@ after the last token, rendered to text with stop strings, until a stop or a limi
 
 The loop is a step function (step: logits in, the token to evaluate next out), so that
 it runs alone (the iterator below: prefill, then one decode per token) or inside the
-batch scheduler (batching.py), which decodes the tokens of several generations at once."""
+batch scheduler (scheduler.py), which decodes the tokens of several generations at once."""
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, List, Optional, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
 from .logprobs import TokenLogprob, token_logprob
+from .sampling import prime
 from .text_stream import TextStream
+
+if TYPE_CHECKING:
+    from .sequence import Sequence as EngineSequence
 
 # llama_cpp: (input_ids, scores) -> scores
 LogitsProcessor = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
-class Engine(Protocol):
-    """What the loop needs from a model + context (Llama provides it)."""
-
-    def n_ctx(self) -> int: ...
-
-    @property
-    def n_tokens(self) -> int: ...
-
-    def prefill(self, tokens: Sequence[int],
-                progress_callback: Optional[Callable[[int, int], None]] = None) -> np.ndarray: ...
-
-    def eval_next(self, token: int) -> np.ndarray: ...
-
-    def set_last_logits(self, logits: np.ndarray) -> None: ...
-
-    def sample_next(self, sampler) -> int: ...
-
-    def is_eog(self, token: int) -> bool: ...
-
-    def token_bytes(self, token: int, special: bool = False) -> bytes: ...
+def logits_processors(value: Union[None, LogitsProcessor, Sequence[LogitsProcessor]]) -> List[LogitsProcessor]:
+    """llama_cpp's logits_processor argument as a list: None, one callable (its
+    LogitsProcessorList is a callable list) or a list of them."""
+    if value is None:
+        return []
+    if callable(value):
+        return [value]
+    processors = list(value)
+    if not all(callable(p) for p in processors):
+        raise ValueError("logits_processor must be a callable (input_ids, scores) -> scores, or a list of them")
+    return processors
 
 
 class Generation:
@@ -45,13 +40,14 @@ class Generation:
     token counts and (with n_logprobs) the log-probabilities are set. With a driver
     (the batch scheduler's), iterating hands the generation to it instead."""
 
-    def __init__(self, engine: Engine, prompt_tokens: List[int], sampler, max_tokens: Optional[int],
+    def __init__(self, sequence: "EngineSequence", vocab: Any, prompt_tokens: List[int], sampler, max_tokens: Optional[int],
                  stop: Sequence[str], progress_callback: Optional[Callable[[int, int], None]] = None,
                  stopping_criteria: Sequence[Callable[[np.ndarray, np.ndarray], bool]] = (),
                  logits_processors: Sequence[LogitsProcessor] = (), n_logprobs: Optional[int] = None,
                  special_tokens: Sequence[int] = (), penalty_last_n: int = 64,
                  driver: Optional[Callable[["Generation"], Iterator[str]]] = None):
-        self.engine = engine
+        self.sequence = sequence    # where it runs alone (a scheduler's slot otherwise)
+        self.vocab = vocab          # the model: end-of-generation tokens and token pieces
         self.prompt_tokens = prompt_tokens
         self.sampler = sampler
         self.max_tokens = max_tokens
@@ -86,9 +82,7 @@ class Generation:
     def begin(self) -> None:
         """The prompt is in the context: penalties count its last tokens too, as llama.cpp's
         tools do."""
-        window = len(self.prompt_tokens) if self.penalty_last_n < 0 else self.penalty_last_n
-        for token in self.prompt_tokens[len(self.prompt_tokens) - min(window, len(self.prompt_tokens)):]:
-            self.sampler.accept(token, False)
+        prime(self.sampler, self.prompt_tokens, self.penalty_last_n)
         self._history = list(self.prompt_tokens)
         self.finish_reason = "length"
 
@@ -105,7 +99,7 @@ class Generation:
                 processed = processor(ids, processed)
             set_logits(np.asarray(processed, dtype=np.float32))
         token = draw()
-        if self.engine.is_eog(token):
+        if self.vocab.is_eog(int(token)):
             self.finish_reason = "stop"
             return None
         if self.n_logprobs is not None:   # of the model's own logits, as llama-server reports
@@ -113,7 +107,7 @@ class Generation:
         self.sampler.accept(token, True)
         self.completion_tokens.append(token)
         self._history.append(token)
-        text = self.stream.push(self.engine.token_bytes(token, token in self.special_tokens))
+        text = self.stream.push(self.vocab.token_to_piece(int(token), token in self.special_tokens))
         if text:
             self._text.append(text)
         if self.stream.stopped:
@@ -143,19 +137,18 @@ class Generation:
         return self.driver(self) if self.driver is not None else self._run_alone()
 
     def _run_alone(self) -> Iterator[str]:
-        engine = self.engine
+        sequence = self.sequence
         if self.prompt_logprobs_wanted is not None:
             self._score_prompt()
-        logits = engine.prefill(self.prompt_tokens, self.progress_callback)
+        logits = sequence.prefill(self.prompt_tokens, self.progress_callback)
         self.begin()
-        n_ctx = engine.n_ctx()
         while True:
-            token = self.step(logits, lambda: engine.sample_next(self.sampler), engine.set_last_logits,
-                              engine.n_tokens, n_ctx)
+            token = self.step(logits, lambda: sequence.sample_next(self.sampler), sequence.set_last_logits,
+                              sequence.n_tokens, sequence.n_ctx)
             yield from self.take_text()
             if token is None:
                 break
-            logits = engine.eval_next(token)
+            logits = sequence.eval_next(token)
         self.end()
         yield from self.take_text()
 
@@ -163,11 +156,11 @@ class Generation:
         """Evaluate the prompt from an empty cache, chunk by chunk, keeping only the top
         entries of each row (never the whole prompt's logits)."""
         tokens, n_top = self.prompt_tokens, self.prompt_logprobs_wanted
-        self.engine.reset()
+        self.sequence.reset()
 
         def keep(pos: int, offset: int, logits: np.ndarray) -> None:
             for row, i in enumerate(range(offset, offset + len(logits))):
                 if i + 1 < len(tokens):
                     self.prompt_logprob_items.append(token_logprob(logits[row], tokens[i + 1], n_top))
 
-        self.engine.evaluate_rows(tokens, keep)
+        self.sequence.evaluate_rows(tokens, keep)

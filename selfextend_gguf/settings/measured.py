@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import Dict, NamedTuple, Optional, Tuple
 
-from .model_path import DEFAULT_MODEL_SHA256, file_sha256
+from ..models.model_path import DEFAULT_MODEL_SHA256, file_sha256
 
 
 class MeasuredSetting(NamedTuple):

@@ -25,16 +25,18 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Deque, Iterator, List, Optional
+from typing import Callable, Deque, Iterator, List, Optional
 
 import numpy as np
 
-from . import _core
+from .. import _core
+from . import state_file
+from .errors import ContextFull
 from .generation import Generation
 from .logprobs import token_logprob
-
-if TYPE_CHECKING:
-    from .llama import Llama
+from .prefix import common_prefix_length
+from .prompt_cache import MIN_GAIN
+from .sequence import Sequence
 
 
 # cells kept free for a busy slot's generated tokens when others are admitted beside it
@@ -42,10 +44,6 @@ GENERATION_RESERVE = 256
 # a generation whose prompt shares at least this many tokens with what a busy slot is
 # still reading waits for it, then copies those cells
 SHARE_MIN_TOKENS = 256
-
-
-class ContextFull(RuntimeError):
-    """The KV cache has no room for this generation now (the slots share it)."""
 
 
 @dataclass
@@ -65,42 +63,51 @@ class Job:
 
 @dataclass
 class Slot:
-    seq_id: int
-    tokens: List[int] = field(default_factory=list)   # what the cache holds for this sequence
+    seq: Sequence       # one sequence of the shared context: what its cells hold
     job: Optional[Job] = None
     last_used: float = 0.0
     last_prompt_tokens: int = 0
     last_evaluated: int = 0
     shared: int = 0     # leading cells copied from another slot (counted there)
 
+    @property
+    def seq_id(self) -> int:
+        return self.seq.seq_id
+
+    @property
+    def tokens(self) -> List[int]:
+        return self.seq.tokens
+
     def stats(self) -> dict:
         return {"id": self.seq_id, "n_cached": len(self.tokens), "busy": self.job is not None,
                 "last_prompt_tokens": self.last_prompt_tokens, "last_evaluated": self.last_evaluated}
-
-
-def _prefix(a: List[int], b: List[int]) -> int:
-    n = min(len(a), len(b))
-    if n == 0:
-        return 0
-    diff = np.flatnonzero(np.asarray(a[:n]) != np.asarray(b[:n]))
-    return int(diff[0]) if diff.size else n
 
 
 class BatchScheduler:
     """Runs Generations on the sequences of one Llama's context (made with n_seq_max >=
     n_slots). While it runs, the Llama's own single-sequence calls must not be used."""
 
-    def __init__(self, llm: "Llama", n_slots: Optional[int] = None, prompt_cache=None):
-        """prompt_cache: a LlamaRAMCache or LlamaDiskCache of sequence states, consulted when a
-        generation is admitted and given each finished generation's cells."""
+    def __init__(self, llm, n_slots: Optional[int] = None, prompt_cache=None):
+        """llm: a Llama (its one Sequence gives the context; that sequence is reset and
+        unused while the scheduler runs). prompt_cache: a LlamaRAMCache or LlamaDiskCache
+        of sequence states, consulted when a generation is admitted and given each
+        finished generation's cells."""
         self.llm = llm
         self.prompt_cache = prompt_cache
-        self.ctx = llm._context()
+        whole = llm.sequence
+        self.ctx = whole.ctx
         n = n_slots or self.ctx.n_seq_max()
         if n > self.ctx.n_seq_max():
             raise ValueError(f"{n} slots need a Llama with n_seq_max >= {n}")
-        llm.reset()
-        self.slots = [Slot(i) for i in range(n)]
+        whole.reset()
+        self.n_ctx = whole.n_ctx
+        context_identity = whole.identity
+
+        def identity() -> dict:
+            return state_file.sequence_identity(context_identity())
+
+        self.slots = [Slot(Sequence(self.ctx, whole.n_ctx, whole.n_vocab, whole.n_ctx_train, identity,
+                                    seq_id=i, whole_context=False)) for i in range(n)]
         self.n_batch = self.ctx.n_batch()
         self._cv = threading.Condition()
         self._waiting: Deque[Job] = collections.deque()
@@ -198,17 +205,17 @@ class BatchScheduler:
                 for job in list(self._admitted):
                     self._fail(job, err)
 
-    def _clear(self, slot: Slot) -> None:
+    def clear(self, slot: Slot) -> None:
         """Remove every cell of the slot's sequence."""
-        self.ctx.seq_rm(slot.seq_id, 0, -1)
-        slot.tokens, slot.shared = [], 0
+        slot.seq.reset()
+        slot.shared = 0
 
     def _drop_cancelled(self) -> None:
         for job in [j for j in self._waiting if j.cancelled]:
             self._waiting.remove(job)
             job.finished = True
         for job in [j for j in self._admitted if j.cancelled]:
-            self._clear(job.slot)       # its cells are freed at once
+            self.clear(job.slot)       # its cells are freed at once
             self._release(job)
             job.results.put(("done", None))
 
@@ -232,7 +239,7 @@ class BatchScheduler:
         and copy its cells than to read the same document twice."""
         for s in self.slots:
             if s.job is not None and s.job.prompt_logprobs is None:
-                shared = _prefix(s.job.prompt, prompt)
+                shared = common_prefix_length(s.job.prompt, prompt)
                 if shared >= SHARE_MIN_TOKENS and len(s.tokens) < shared:
                     return True
         return False
@@ -246,7 +253,7 @@ class BatchScheduler:
             prompt = job.prompt
             if job.prompt_logprobs is None and self._reading_same_beginning(prompt):
                 continue
-            held = {s.seq_id: _prefix(s.tokens, prompt) for s in self.slots}   # beginning of prompt held
+            held = {s.seq_id: common_prefix_length(s.tokens, prompt) for s in self.slots}   # beginning of prompt held
             # the free slot holding the longest beginning of the prompt (then the least recently used)
             slot = max(free, key=lambda s: (held[s.seq_id], -s.last_used))
             donor = max((s for s in self.slots if s is not slot), key=lambda s: held[s.seq_id], default=None)
@@ -257,7 +264,7 @@ class BatchScheduler:
                 if donor is not None and held[donor.seq_id] > keep:
                     keep, source = held[donor.seq_id], "copy"
                 if self.prompt_cache is not None:
-                    cached = self.prompt_cache.lookup(prompt, self.sequence_identity(), min_prefix=keep + 32)
+                    cached = self.prompt_cache.lookup(prompt, self.sequence_identity(), min_prefix=keep + MIN_GAIN)
                     if cached is not None:
                         keep, source = cached.n_matching, "cache"
             keep = min(keep, len(prompt) - 1)         # the last prompt token is evaluated, for its logits
@@ -275,15 +282,12 @@ class BatchScheduler:
                     return   # wait until a busy slot is done
             self._waiting.remove(job)
             if source == "cache":
-                self._clear(slot)
-                self.ctx.state_seq_set(cached.state.llama_state, slot.seq_id)
-                slot.tokens = [int(t) for t in cached.state.input_ids]
+                slot.shared = 0
+                slot.seq.load_state(cached.state)
             elif source == "copy":
-                self._clear(slot)
-                self.ctx.seq_cp(donor.seq_id, slot.seq_id, 0, keep)
-                slot.tokens, slot.shared = list(prompt[:keep]), keep
-            self.ctx.seq_rm(slot.seq_id, keep, -1)
-            del slot.tokens[keep:]
+                slot.seq.copy_from(donor.seq, keep)
+                slot.shared = keep
+            slot.seq.keep(keep)
             slot.shared = min(slot.shared, keep)
             job.slot, job.n_done, job.n_evaluated, job.next_token = slot, keep, 0, None
             slot.job = job
@@ -292,7 +296,7 @@ class BatchScheduler:
 
     def _requeue(self, job: Job) -> None:
         """Take a generation that has not produced anything back to the queue's front."""
-        self._clear(job.slot)
+        self.clear(job.slot)
         job.slot.job = None
         self._admitted.remove(job)
         job.slot = None
@@ -301,27 +305,16 @@ class BatchScheduler:
 
     def sequence_identity(self) -> dict:
         """What a sequence state depends on: the Llama's state identity, for one sequence."""
-        identity = dict(self.llm.state_identity(), kind="sequence")
-        identity.pop("n_seq_max", None)
-        return identity
+        return self.slots[0].seq.identity()
 
     def save_sequence(self, slot: Slot):
         """The slot's cells as a LlamaState of one sequence (run on the scheduler thread)."""
-        from .state import LlamaState
-
-        return LlamaState(np.asarray(slot.tokens, dtype=np.int32), self.ctx.state_seq_get(slot.seq_id), None,
-                          self.sequence_identity())
+        return slot.seq.save_state()
 
     def load_sequence(self, slot: Slot, state) -> None:
         """Put a sequence state into an idle slot (run on the scheduler thread)."""
-        from . import state_file
-
-        why = state_file.mismatch(self.sequence_identity(), state.identity or {})
-        if why:
-            raise ValueError(f"this state was saved with another model or other settings ({why})")
-        self._clear(slot)
-        self.ctx.state_seq_set(state.llama_state, slot.seq_id)
-        slot.tokens = [int(t) for t in state.input_ids]
+        slot.shared = 0
+        slot.seq.load_state(state)
 
     def _release(self, job: Job) -> None:
         job.finished = True
@@ -332,7 +325,7 @@ class BatchScheduler:
 
     def _fail(self, job: Job, err: BaseException) -> None:
         if job.slot is not None and job.slot.job is job:
-            self._clear(job.slot)
+            self.clear(job.slot)
             self._release(job)
         job.finished = True
         job.results.put(("error", err))
@@ -371,7 +364,7 @@ class BatchScheduler:
             idle = sorted((s for s in self.slots if s.job is None and s.tokens and s.seq_id not in spare),
                           key=lambda s: s.last_used)
             for slot in idle:
-                self._clear(slot)
+                self.clear(slot)
             return bool(idle)
 
     def _make_room(self, items) -> bool:
@@ -399,8 +392,8 @@ class BatchScheduler:
             try:
                 rows = self._decode(items)
                 break
-            except _core.LlamaCppError as err:
-                if "context full" in str(err) and self._make_room(items):
+            except _core.KvCacheFull as err:
+                if self._make_room(items):
                     continue
                 failure: BaseException = err
             except Exception as err:  # noqa: BLE001
@@ -414,7 +407,7 @@ class BatchScheduler:
         batch_end = 0    # llama.cpp's batch index after this item's tokens
         for job, chunk, first, outputs in items:
             slot, gen = job.slot, job.gen
-            slot.tokens += chunk
+            slot.seq.record(chunk)
             batch_end += len(chunk)
             if job.next_token is None:                     # a prompt chunk
                 job.n_done += len(chunk)
@@ -447,7 +440,7 @@ class BatchScheduler:
         try:
             token = gen.step(logits, lambda: gen.sampler.sample(self.ctx, idx),
                              lambda processed: self.ctx.set_logits(idx, processed), len(slot.tokens),
-                             self.llm.n_ctx())
+                             self.n_ctx)
         except Exception as err:  # noqa: BLE001 - a processor or criterion of this request failed
             with self._cv:
                 self._fail(job, err)

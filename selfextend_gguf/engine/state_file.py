@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import _core
-from .model_path import file_version
+from .. import _core
+from ..models.model_path import file_version
 
 MAGIC = b"SEGGUFPC"
 FORMAT = 1
@@ -161,6 +161,36 @@ def mismatch(expected: Dict[str, Any], found: Dict[str, Any]) -> Optional[str]:
     keys = sorted(set(expected) | set(found))
     diffs = [f"{k}: file {found.get(k)!r}, here {expected.get(k)!r}" for k in keys if expected.get(k) != found.get(k)]
     return "; ".join(diffs) if diffs else None
+
+
+def context_identity(model_path: str, settings: Dict[str, Any]) -> Dict[str, Any]:
+    """What a saved state of a context depends on: the model file (its size and a hash of
+    its GGUF header), the package and llama.cpp versions, and the context's settings;
+    states are only loaded where it is equal."""
+    from .. import __version__
+
+    return {"format": FORMAT, "package": __version__, "llama_cpp": llama_cpp_pin(),
+            "model": model_fingerprint(model_path), **settings}
+
+
+def check_loadable(expected: Dict[str, Any], state: Any) -> None:
+    """The one check before a state (LlamaState) goes into a context: a state of another
+    model or other settings is refused (ValueError). A state without an identity (made by
+    hand) is taken as it is."""
+    if state.identity is None:
+        return
+    why = mismatch(expected, state.identity)
+    if why:
+        raise ValueError(f"this state was saved with another model or other settings ({why}); "
+                         f"load it into a Llama made like the one that saved it")
+
+
+def sequence_identity(context_identity: Dict[str, Any]) -> Dict[str, Any]:
+    """What a state of one sequence depends on: its context's identity, less the number of
+    sequences (a slot's state loads into any slot of a context made the same way)."""
+    identity = dict(context_identity, kind="sequence")
+    identity.pop("n_seq_max", None)
+    return identity
 
 
 def read(path: Path, expected_identity: Dict[str, Any]) -> Tuple[List[int], bytes]:

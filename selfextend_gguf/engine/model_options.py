@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Dict, Optional, Sequence, Union
 
-from . import _core
+from .. import _core
 from .context_options import named_id
 
 # llama_split_mode

@@ -4,15 +4,14 @@ input gives one vector per token."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, List, Sequence, Union
+from typing import Any, Dict, List, Sequence, Union
 
 import numpy as np
 
 from . import responses
-from .context_options import named_id
+from ..engine.context_options import named_id
+from .host import ModelHost
 
-if TYPE_CHECKING:
-    from .llama import Llama
 
 # llama_pooling_type
 POOLING_TYPES = {"unspecified": -1, "none": 0, "mean": 1, "cls": 2, "last": 3, "rank": 4}
@@ -25,7 +24,7 @@ def pooling_type_id(value: Union[int, str, None]) -> int:
     return -1 if value is None else named_id(value, POOLING_TYPES, "pooling_type")
 
 
-def _inputs(llm: "Llama", input: EmbeddingInput, truncate: bool) -> List[List[int]]:
+def _inputs(llm: "ModelHost", input: EmbeddingInput, truncate: bool) -> List[List[int]]:
     """Each input as tokens: a string, a list of strings, a token list, or a list of them."""
     if isinstance(input, (str, bytes)):
         items: List[Any] = [input]
@@ -41,7 +40,7 @@ def _inputs(llm: "Llama", input: EmbeddingInput, truncate: bool) -> List[List[in
         if not tokens:
             raise ValueError(f"input {i} is empty")
         if truncate:
-            tokens = tokens[:llm.embedding_limit()]
+            tokens = tokens[:llm.sequence.ctx.n_ubatch()]   # one input is computed in one ubatch
         out.append(tokens)
     return out
 
@@ -51,12 +50,12 @@ def _normalized(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.where(norms > 0, norms, 1.0)
 
 
-def embed(llm: "Llama", input: EmbeddingInput, normalize: bool = True, truncate: bool = True,
+def embed(llm: "ModelHost", input: EmbeddingInput, normalize: bool = True, truncate: bool = True,
           return_count: bool = False, embed_tokens=None):
     """llama_cpp's embed: one vector per input (pooled), or one list of per-token vectors
     per input (no pooling); a single string gives a single result. embed_tokens computes
     the rows of one input (default: the Llama's own; a batch scheduler's beside its slots)."""
-    embed_tokens = embed_tokens or llm.embed_tokens
+    embed_tokens = embed_tokens or llm.sequence.embed
     if not llm.embedding_enabled:
         raise RuntimeError("Llama model must be created with embedding=True to call this method")
     single = isinstance(input, (str, bytes)) or (bool(input) and all(isinstance(t, int) for t in input))
@@ -75,7 +74,7 @@ def embed(llm: "Llama", input: EmbeddingInput, normalize: bool = True, truncate:
     return (data, n_tokens) if return_count else data
 
 
-def create_embedding(llm: "Llama", input: EmbeddingInput, model: str = None, embed_tokens=None) -> Dict[str, Any]:
+def create_embedding(llm: "ModelHost", input: EmbeddingInput, model: str = None, embed_tokens=None) -> Dict[str, Any]:
     data, n_tokens = embed(llm, input, normalize=True, truncate=True, return_count=True, embed_tokens=embed_tokens)
     single = isinstance(input, (str, bytes)) or (bool(input) and all(isinstance(t, int) for t in input))
     vectors = [data] if single else data

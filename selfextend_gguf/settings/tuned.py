@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Dict, NamedTuple, Optional
 
-from .model_path import cache_dir
+from ..models.model_path import cache_dir
 
 logger = logging.getLogger("selfextend_gguf")
 FILE_NAME = "tuned-settings.json"

@@ -12,9 +12,9 @@ from typing import List, Optional
 
 import numpy as np
 
-from . import passkey
-from .llama import LLAMA_DEFAULT_SEED, Llama
-from .progress import ProgressBar
+from ..eval import passkey
+from ..llama import LLAMA_DEFAULT_SEED, Llama
+from ..eval.progress import ProgressBar
 
 
 def _common_options() -> argparse.ArgumentParser:
@@ -89,8 +89,8 @@ def _prompt_cache_file(llm: Llama, path: str, prompt_tokens: List[int], read_onl
     the prompt, evaluate the rest, and write the prompt's state back (unless read-only)."""
     import time
 
-    from . import state_file
-    from .state import LlamaState
+    from ..engine import state_file
+    from ..engine.state import LlamaState
 
     if os.path.exists(path):
         start = time.perf_counter()
@@ -184,8 +184,8 @@ def cmd_chat(args) -> int:
     print(f"selfextend-gguf chat: {_describe(llm)}\n{CHAT_HELP}", file=sys.stderr, flush=True)
     cache = None
     if args.prompt_cache:
-        from .model_path import cache_dir
-        from .prompt_cache import LlamaDiskCache
+        from ..models.model_path import cache_dir
+        from ..engine.prompt_cache import LlamaDiskCache
 
         cache = LlamaDiskCache(str(cache_dir() / "prompts"), capacity_bytes=args.prompt_cache_size << 20)
     line = session.prepare_system_prompt(cache, ProgressBar())
@@ -240,9 +240,9 @@ def cmd_chat(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from .server.main import serve
+    from ..server.main import serve
 
-    from .prompt_cache import LlamaDiskCache, LlamaRAMCache
+    from ..engine.prompt_cache import LlamaDiskCache, LlamaRAMCache
 
     extra = {}
     if args.embedding:
@@ -264,7 +264,7 @@ def cmd_serve(args) -> int:
 def cmd_rpc_server(args) -> int:
     import signal
 
-    from . import rpc
+    from ..engine import rpc
 
     print(f"selfextend-gguf rpc-server: serving {', '.join(args.device) or 'the CPU'} on {args.host}:{args.port} "
           f"with {args.threads} thread(s)", file=sys.stderr, flush=True)
@@ -274,10 +274,10 @@ def cmd_rpc_server(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from .system_info import format_system_info, system_info
+    from ..engine.system_info import format_system_info, system_info
 
     if args.rpc:
-        from . import rpc
+        from ..engine import rpc
 
         rpc.add_servers(rpc.parse_servers(args.rpc))
     info = system_info()
@@ -340,9 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="enable POST /slots/{id}?action=save|restore with files in DIR (llama-server's flag)")
     p.set_defaults(func=cmd_serve)
 
-    from .eval.cli import add_parser as add_eval_parser
+    from ..eval.cli import add_parser as add_eval_parser
     add_eval_parser(sub)
-    from .tuning.cli import add_parser as add_tune_parser
+    from ..tuning.cli import add_parser as add_tune_parser
     add_tune_parser(sub)
 
     p = sub.add_parser("rpc-server", help="offer this machine's CPU (or devices) to other machines over RPC")

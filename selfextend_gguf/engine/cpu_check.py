@@ -98,7 +98,7 @@ def build_requirements() -> Tuple[Optional[Tuple[str, ...]], str, Optional[str]]
     flags, and for a native build the build machine's CPU flags; (None, "", None) for a
     build that wrote none (nothing to check)."""
     try:
-        from . import _build_cpu
+        from .. import _build_cpu
     except ImportError:
         return None, "", None
     return _build_cpu.MACROS, _build_cpu.COMPILER_FLAGS, _build_cpu.BUILD_CPU_FLAGS

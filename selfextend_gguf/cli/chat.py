@@ -9,7 +9,7 @@ import os
 import time
 from typing import Callable, Dict, Iterator, List, Optional
 
-from .llama import Llama
+from ..llama import Llama
 
 
 class ChatSession:

@@ -12,8 +12,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Union
 
-from . import _core
-from .sampling import GrammarSpec
+from .. import _core
+from ..engine.sampling import GrammarSpec
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 

@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import state_file
+from .prefix import common_prefix_length
 from .state import LlamaState
 
 logger = logging.getLogger("selfextend_gguf")
@@ -32,14 +33,9 @@ logger = logging.getLogger("selfextend_gguf")
 SUFFIX = ".sgpc"
 
 
-def _prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    if n == 0:
-        return 0
-    x = np.asarray(a[:n], dtype=np.int64)
-    y = np.asarray(b[:n], dtype=np.int64)
-    diff = np.flatnonzero(x != y)
-    return int(diff[0]) if diff.size else n
+# a cached state is loaded only if it saves evaluating at least this many tokens more than
+# the cells at hand hold (loading a whole state to skip a few tokens costs more than it saves)
+MIN_GAIN = 32
 
 
 @dataclass
@@ -104,7 +100,7 @@ class LlamaRAMCache(BaseLlamaCache):
             for key, state in self._entries.items():
                 if identity is not None and state.identity != identity:
                     continue
-                n = _prefix_length(key, tokens)
+                n = common_prefix_length(key, tokens)
                 if n > best_n:
                     best, best_n = key, n
             if best is None:
@@ -194,7 +190,7 @@ class LlamaDiskCache(BaseLlamaCache):
             for key, (_, _, cached, ident) in self._index.items():
                 if identity is not None and ident != identity:
                     continue
-                n = _prefix_length(cached, tokens)
+                n = common_prefix_length(cached, tokens)
                 if n >= min_prefix:
                     ranked.append((n, key))
             for n, key in sorted(ranked, reverse=True):
@@ -266,10 +262,3 @@ class LlamaDiskCache(BaseLlamaCache):
                 except OSError:
                     pass
             self._index.clear()
-
-
-def timed_load(llm, hit: CacheHit) -> float:
-    """Load a cache hit into llm; the seconds it took."""
-    start = time.perf_counter()
-    llm.load_state(hit.state)
-    return time.perf_counter() - start
