@@ -6,11 +6,11 @@
 //
 // The mask (F16, n_far + n_near columns, 0 or -inf) lets a query see each visible cell
 // in exactly one set, so every (query, cell) costs one dot product of the head size, as
-// in vanilla flash attention (the stock-op form, flash_attn_grouped in se-graph.cpp,
+// in vanilla flash attention (the stock-op form, se-form-grouped-flash.cpp,
 // doubles the head size and copies the cache per layer).
 //
 // The kernel is a ggml custom op (GGML_OP_CUSTOM): no ggml patch, and backends other
-// than the CPU do not take it, so se-graph.cpp builds it only where the layer's K and V
+// than the CPU do not take it, so se-plan.cpp chooses it only where the layer's K and V
 // cache is in host memory. It is compiled into ggml's CPU backend (CMakeLists.txt) so
 // that it uses that backend's SIMD helpers and architecture flags.
 #pragma once

@@ -97,3 +97,38 @@ def test_unknown_form_is_refused(tiny_llama, monkeypatch):
     assert loads == [], "the variable is checked before the model is loaded"
     monkeypatch.setenv("SELFEXTEND_GGUF_FLASH_KERNEL", "stock")
     Llama(str(tiny_llama.path), n_ctx=256, flash_attn=True, group_size=6, neighbor_window=16).close()
+
+
+VERBOSE_CHILD = r"""
+import sys
+from selfextend_gguf import Llama
+llm = Llama(sys.argv[1], n_ctx=256, n_batch=128, n_ubatch=128, flash_attn=sys.argv[2] == "on", group_size=6,
+            neighbor_window=16, verbose=True)
+llm.eval([3 + i % 250 for i in range(128)])   # one ubatch of 128 queries: not "few"
+"""
+
+
+@pytest.mark.parametrize("flash, kernel, form", [
+    ("on", None, "Self-Extend's CPU flash kernel"),
+    ("on", "stock", "flash attention over doubled heads"),
+    ("on", "logits", "attends by logits"),
+    ("off", None, "attends by logits"),
+])
+def test_verbose_names_the_form_the_plan_chose(tiny_llama, flash, kernel, form):
+    """The form is chosen once per graph (csrc/se-plan.cpp) and logged with verbose=True."""
+    env = dict(os.environ)
+    env.pop("SELFEXTEND_GGUF_FLASH_KERNEL", None)
+    if kernel:
+        env["SELFEXTEND_GGUF_FLASH_KERNEL"] = kernel
+    proc = subprocess.run([sys.executable, "-c", VERBOSE_CHILD, str(tiny_llama.path), flash], env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    planned = [line for line in proc.stderr.splitlines() if "Self-Extend attends by" in line]
+    assert planned and form in planned[0], proc.stderr[-3000:]
+    assert all(form in line for line in planned), planned
+
+
+def test_python_knows_the_forms_the_engine_knows():
+    from selfextend_gguf import _core
+    from selfextend_gguf.engine import context_options
+    assert context_options.FLASH_KERNEL_FORMS == ("stock", "derived", "logits") == tuple(_core.FLASH_KERNEL_FORMS)

@@ -1,6 +1,6 @@
 // Copies of named graph tensors, taken through llama.cpp's eval callback while a decode
 // computes: the per-layer Self-Extend check in tests/ reads what each layer computed from
-// (se_cap_q/k/v-<layer>) and gave (se_cap_out-<layer>), see csrc/se-graph.cpp.
+// (se_cap_q/k/v-<layer>) and gave (se_cap_out-<layer>), see csrc/se-capture.cpp.
 //
 // They are read once a graph has computed to its end (its logits, "result_output"): the
 // callback notes them as the scheduler asks about each node and stops the scheduler only

@@ -3,6 +3,7 @@
 #include "core.h"
 
 #include "llama-selfextend.h"
+#include "se-plan.h"
 #include "log.h"
 
 #include <cstdlib>
@@ -125,6 +126,10 @@ PYBIND11_MODULE(_core, m) {
     m.def("numa_init", [](int strategy) { llama_numa_init((ggml_numa_strategy) strategy); }, py::arg("strategy"),
           "NUMA placement for this process (llama_numa_init).");
 
+    // the names SELFEXTEND_GGUF_FLASH_KERNEL takes (se-plan.h: the one list; Python
+    // refuses another before a context is made)
+    m.attr("FLASH_KERNEL_FORMS") = py::tuple(py::cast(std::vector<std::string>(
+        std::begin(LLAMA_SE_REQUEST_NAMES), std::end(LLAMA_SE_REQUEST_NAMES))));
     m.attr("ROPE_TYPE_NONE") = (int) LLAMA_ROPE_TYPE_NONE;
     m.attr("ROPE_TYPE_NORM") = (int) LLAMA_ROPE_TYPE_NORM;
     m.attr("ROPE_TYPE_NEOX") = (int) LLAMA_ROPE_TYPE_NEOX;

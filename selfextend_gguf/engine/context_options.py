@@ -14,9 +14,10 @@ FLOAT_TYPES = {0, 1, 30}
 # llama_rope_scaling_type
 ROPE_SCALING = {"unspecified": -1, "none": 0, "linear": 1, "yarn": 2}
 
-# SELFEXTEND_GGUF_FLASH_KERNEL: a flash-attention form asked for by name (se-graph.cpp
-# reads it when it builds a graph; unset: the form chosen for the device)
-FLASH_KERNEL_FORMS = ("stock", "derived", "logits")
+# SELFEXTEND_GGUF_FLASH_KERNEL: a flash-attention form asked for by name (csrc/se-plan.h
+# names them and reads the variable when it plans a graph; unset: the form chosen for the
+# device)
+FLASH_KERNEL_FORMS = tuple(_core.FLASH_KERNEL_FORMS)
 
 
 def named_id(value: Union[int, str], table: dict, name: str) -> int:
