@@ -52,6 +52,11 @@ struct kv_cache_full_error : llama_cpp_error {
 void        llama_errors_clear();
 std::string llama_errors_take();
 
+// llama.cpp's log through the two above (log_capture.cpp): install once, then show on
+// stderr what is at least `level` (a ggml_log_level)
+void llama_log_capture_install();
+void llama_log_set_threshold(int level);
+
 // Run a llama.cpp call that may throw (a vocabulary lookup's std::out_of_range, ...) and
 // turn any C++ exception into a llama_cpp_error that names the operation.
 template <typename F>

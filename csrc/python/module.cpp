@@ -19,58 +19,6 @@
 #include <utility>
 #include <vector>
 
-namespace {
-
-std::atomic<int> g_log_level{GGML_LOG_LEVEL_ERROR};
-
-// llama.cpp's error lines on this thread, kept for the exception of a failed call
-thread_local std::string t_errors;
-constexpr size_t max_kept_errors = 4096;
-
-void keep_error(const char * text) {
-    if (t_errors.size() < max_kept_errors) {
-        t_errors += text;
-    }
-}
-
-// llama.cpp logs through this; by default only errors reach stderr.
-void log_to_stderr(ggml_log_level level, const char * text, void * /*user_data*/) {
-    static thread_local bool continuing_shown = false;
-    static thread_local bool continuing_error = false;
-    if (level == GGML_LOG_LEVEL_CONT) {
-        if (continuing_shown) {
-            fputs(text, stderr);
-        }
-        if (continuing_error) {
-            keep_error(text);
-        }
-        return;
-    }
-    continuing_error = level == GGML_LOG_LEVEL_ERROR;
-    if (continuing_error) {
-        keep_error(text);
-    }
-    continuing_shown = level >= g_log_level.load();
-    if (continuing_shown) {
-        fputs(text, stderr);
-    }
-}
-
-}  // namespace
-
-void llama_errors_clear() {
-    t_errors.clear();
-}
-
-std::string llama_errors_take() {
-    std::string errors;
-    errors.swap(t_errors);
-    while (!errors.empty() && (errors.back() == '\n' || errors.back() == ' ')) {
-        errors.pop_back();
-    }
-    return errors;
-}
-
 PYBIND11_MODULE(_core, m) {
     m.doc() = "Native core of selfextend-gguf: llama.cpp with exact Self-Extend attention";
 
@@ -78,7 +26,7 @@ PYBIND11_MODULE(_core, m) {
     // registered after its base: pybind11 tries the newest translator first
     py::register_exception<kv_cache_full_error>(m, "KvCacheFull", llama_cpp_error_type.ptr());
 
-    llama_log_set(log_to_stderr, nullptr);
+    llama_log_capture_install();
     llama_backend_init();
 
     // common/ logs through a logger of its own; its messages reach Python as exception
@@ -89,10 +37,10 @@ PYBIND11_MODULE(_core, m) {
     // scheduler's node assignments with GGML_SCHED_DEBUG=2, scripts/gpu_placement.py)
     static const bool debug_log = std::getenv("SELFEXTEND_GGUF_DEBUG_LOG") != nullptr;
     if (debug_log) {
-        g_log_level = GGML_LOG_LEVEL_DEBUG;
+        llama_log_set_threshold(GGML_LOG_LEVEL_DEBUG);
     }
     m.def("set_verbose", [](bool verbose) {
-        g_log_level = debug_log ? GGML_LOG_LEVEL_DEBUG : verbose ? GGML_LOG_LEVEL_INFO : GGML_LOG_LEVEL_ERROR;
+        llama_log_set_threshold(debug_log ? GGML_LOG_LEVEL_DEBUG : verbose ? GGML_LOG_LEVEL_INFO : GGML_LOG_LEVEL_ERROR);
         common_log_set_verbosity_thold(verbose ? LOG_LEVEL_INFO : LOG_LEVEL_OUTPUT);
     }, py::arg("verbose"), "Show llama.cpp's informational logs on stderr (errors are always shown).");
 
