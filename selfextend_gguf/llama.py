@@ -12,7 +12,6 @@ import logging
 import os
 import sys
 import threading
-import time
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 import numpy as np

@@ -83,6 +83,6 @@ def test_pip_install_in_a_fresh_venv_with_an_empty_cache(tmp_path, tiny_llama):
         "assert out['usage']['completion_tokens'] == 3\n"
         "out = llm.create_completion('Hello', max_tokens=8, grammar='root ::= \"yes\" | \"no\"')\n"
         "assert out['choices'][0]['text'] in ('yes', 'no'), out\n"
-        "print(selfextend_gguf.engine.system_info()['llama_cpp'])\n")
+        "print(selfextend_gguf.system_info()['llama_cpp'])\n")
     printed = _run([python, "-c", check, tiny_llama.path], env=env, cwd=tmp_path).stdout
     assert "0c1e57098" in printed
