@@ -450,6 +450,11 @@ class Llama:
         """The prompt cache in use (set_cache), or None."""
         return self._sequence.cache if self._sequence is not None else None
 
+    @cache.setter
+    def cache(self, cache: Optional[Any]) -> None:
+        # llama_cpp keeps the cache in a plain attribute: assigning it is set_cache
+        self.set_cache(cache)
+
     def set_cache(self, cache: Optional[Any]) -> None:
         """Use a prompt cache (LlamaRAMCache or LlamaDiskCache; None: none): completions start
         from the cached state sharing the longest prefix with their prompt, and store theirs."""

@@ -107,3 +107,24 @@ def test_common_prefix_length_of_tokens_and_text():
     assert common_prefix_length([], [1]) == 0
     assert common_prefix_length("12345", "12945") == 2
     assert common_prefix_length("abc", "abc") == 3
+
+
+def test_assigning_cache_is_set_cache(tiny_llama_512):
+    """llama_cpp keeps the prompt cache in a plain attribute; assigning it must reach the
+    sequence that prefills, not be dropped."""
+    from selfextend_gguf import LlamaRAMCache
+
+    cache = LlamaRAMCache()
+    writer = Llama(str(tiny_llama_512.path), n_ctx=N_CTX, n_threads=2)
+    writer.cache = cache
+    assert writer.cache is cache and writer.sequence.cache is cache
+    tokens = _tokens(300, 7)
+    writer.create_completion(tokens, max_tokens=1, temperature=0)
+    assert cache.cache_size > 0
+    reader = Llama(str(tiny_llama_512.path), n_ctx=N_CTX, n_threads=2)
+    reader.cache = cache
+    totals = []
+    reader.prefill(tokens + _tokens(5, 8), lambda done, total: totals.append(total))
+    assert reader.n_tokens == 305 and totals[-1] == 5    # the 300 cached tokens were loaded, not evaluated
+    writer.cache = None
+    assert writer.sequence.cache is None

@@ -282,8 +282,7 @@ class BatchScheduler:
                     return   # wait until a busy slot is done
             self._waiting.remove(job)
             if source == "cache":
-                slot.shared = 0
-                slot.seq.load_state(cached.state)
+                self.load_sequence(slot, cached.state)
             elif source == "copy":
                 slot.seq.copy_from(donor.seq, keep)
                 slot.shared = keep
