@@ -16,6 +16,9 @@ LLAMA_3_1 = "meta-llama-Llama-3.1-8B-Instruct.jinja"      # JSON tool call after
 HERMES = "NousResearch-Hermes-3-Llama-3.1-8B-tool_use.jinja"  # ChatML with <tool_call> tags
 QWEN_2_5 = "Qwen-Qwen2.5-7B-Instruct.jinja"                # the same family, Qwen's wording
 MISTRAL_NEMO = "mistralai-Mistral-Nemo-Instruct-2407.jinja"   # [TOOL_CALLS] [...]
+MISTRAL_SMALL_3_2 = "Mistral-Small-3.2-24B-Instruct-2506.jinja"  # [TOOL_CALLS]name[ARGS]{...}
+GRANITE_4_0 = "ibm-granite-granite-4.0.jinja"              # Granite's own <tool_call> JSON
+QWEN_3_CODER = "Qwen3-Coder.jinja"                         # XML: <function=...><parameter=...>
 
 
 def template_path(name: str) -> Path:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from app_models import ascii_only, non_ascii_ban, write_app_model, write_lora
+from random_schemas import random_schema
 from selfextend_gguf import Llama
 from selfextend_gguf.apps.grammar import LlamaGrammar
 from tiny_models import N_SPECIAL, byte_tokens
@@ -179,31 +180,6 @@ def test_keywords_the_grammar_cannot_enforce_are_refused_in_strict_mode(llm):
     assert out["choices"][0]["message"]["content"] is not None
 
 
-def random_schema(rng, depth=0):
-    """Nested objects, arrays, enums, required fields, integers with bounds, short strings."""
-    kinds = ["integer", "string", "enum", "boolean", "number"] + (["object", "array"] if depth < 2 else [])
-    kind = kinds[rng.integers(len(kinds))]
-    if kind == "integer":
-        lo = int(rng.integers(-50, 50))
-        return {"type": "integer", "minimum": lo, "maximum": lo + int(rng.integers(0, 200))}
-    if kind == "string":
-        return {"type": "string", "maxLength": int(rng.integers(1, 8))}
-    if kind == "enum":
-        return {"enum": [f"v{i}" for i in range(int(rng.integers(1, 4)))] + [int(rng.integers(0, 9))]}
-    if kind == "boolean":
-        return {"type": "boolean"}
-    if kind == "number":
-        return {"type": "number"}
-    if kind == "array":
-        lo = int(rng.integers(0, 2))
-        return {"type": "array", "items": random_schema(rng, depth + 1), "minItems": lo,
-                "maxItems": lo + int(rng.integers(1, 3))}
-    names = [f"k{i}" for i in range(int(rng.integers(1, 4)))]
-    props = {n: random_schema(rng, depth + 1) for n in names}
-    required = [n for n in names if rng.random() < 0.7]
-    return {"type": "object", "properties": props, "required": required, "additionalProperties": False}
-
-
 @pytest.mark.parametrize("index", range(20))
 def test_random_json_schemas_give_valid_json(llm, app_model, index):
     jsonschema = pytest.importorskip("jsonschema")
@@ -303,9 +279,10 @@ def test_chat_format_names_llama_cpp_templates(app_model):
     assert "<|start_header_id|>user<|end_header_id|>" in prompt
     with pytest.raises(ValueError, match="not a template llama.cpp has built in"):
         Llama(str(app_model.path), n_ctx=256, chat_format="no-such-format")
-    with pytest.raises(ValueError, match="cannot express tools"):
-        llama3.create_chat_completion([{"role": "user", "content": "Hi"}], tools=[{
-            "type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}])
+    # a built-in renderer has no tools: they go in the generic JSON envelope
+    rendered = llama3.chat_formatter.render([{"role": "user", "content": "Hi"}], tools=[{
+        "type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}])
+    assert rendered.generic and '"name": "f"' in rendered.prompt and rendered.grammar is not None
 
 
 # ----------------------------------------------------------------------------- embeddings

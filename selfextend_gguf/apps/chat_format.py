@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Union
 
 from .. import _core
 from ..engine.sampling import GrammarSpec
+from .generic_tools import GenericToolParser, GenericTools
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 
@@ -34,8 +35,13 @@ class RenderedChat:
     prompt_core: "_core.ChatPrompt"
     # special tokens the parser must see as text (tool-call markers such as <tool_call>)
     special_tokens: Set[int] = field(default_factory=set)
+    # tools in the generic JSON envelope (the template has none): apps/generic_tools.py
+    generic: bool = False
 
-    def parser(self) -> "_core.ChatParser":
+    def parser(self):
+        """A parser of the generated text into an OpenAI message (update, message_json)."""
+        if self.generic:
+            return GenericToolParser(_core.ChatParser(self.prompt_core))
         return _core.ChatParser(self.prompt_core)
 
 
@@ -147,6 +153,11 @@ class ChatFormatter:
             self.name = "gguf" if model.chat_template() else "chatml"
         self.caps = self._templates.caps()
 
+    @property
+    def expresses_tools(self) -> bool:
+        """Whether the template writes tools and tool calls itself (llama.cpp's analysis)."""
+        return self._templates.use_jinja and bool(self.caps.get("supports_tools"))
+
     def render(self, messages: Sequence[Mapping[str, Any]], tools: Optional[Sequence[Mapping[str, Any]]] = None,
                tool_choice: Any = None, json_schema: Optional[dict] = None,
                grammar: Optional[GrammarSpec] = None, parallel_tool_calls: Optional[bool] = None,
@@ -154,19 +165,23 @@ class ChatFormatter:
         checked = check_messages(messages)
         tools, choice = resolve_tool_choice(tools, tool_choice)
         uses_tools = bool(tools) and choice != "none"
-        if tools or any(m.get("tool_calls") for m in checked):
-            if not self._templates.use_jinja:
-                raise ValueError(f"the built-in template {self.name!r} (chat_format) cannot express tools; leave "
-                                 f"chat_format None to use the GGUF's own template, or pass chat_template=")
-            if uses_tools and not self.caps.get("supports_tools"):
-                raise ValueError("this model's chat template cannot express tools (llama.cpp finds no tool "
-                                 "support in it); pass a template that has tools as chat_template=")
         if grammar is not None and uses_tools:
             raise ValueError("a grammar cannot be combined with tools (the tool calls have a grammar of their own)")
         if grammar is not None and json_schema is not None:
             raise ValueError("give a grammar or a JSON schema (response_format), not both")
         if parallel_tool_calls is None:
-            parallel_tool_calls = bool(self.caps.get("supports_parallel_tool_calls"))
+            # a named function is called once (as llama_cpp does); otherwise the template decides
+            named = isinstance(tool_choice, Mapping)
+            parallel_tool_calls = bool(self.caps.get("supports_parallel_tool_calls")) and not named
+        generic = None
+        has_tool_history = any(m.get("tool_calls") or m["role"] == "tool" for m in checked)
+        if not self.expresses_tools and (uses_tools or has_tool_history):
+            # the template cannot write tools: the generic JSON envelope does
+            generic = GenericTools(tools if uses_tools else [], choice, bool(parallel_tool_calls), json_schema)
+            checked = generic.messages(checked, describe_tools=uses_tools)
+            if uses_tools:
+                json_schema = generic.schema()
+            tools, choice = [], "none"
         core = self._templates.apply(
             json.dumps(checked), json.dumps(tools) if tools else "", choice,
             json.dumps(json_schema) if json_schema is not None else "", "",
@@ -180,7 +195,8 @@ class ChatFormatter:
             ids = self._model.tokenize(text.encode("utf-8"), False, True)
             if len(ids) == 1:
                 special.add(ids[0])
-        return RenderedChat(core.prompt, spec, list(core.additional_stops), core, special)
+        return RenderedChat(core.prompt, spec, list(core.additional_stops), core, special,
+                            generic=generic is not None and uses_tools)
 
     def format(self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True) -> str:
         """The prompt text for messages."""
