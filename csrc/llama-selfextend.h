@@ -41,6 +41,11 @@ LLAMA_API void llama_get_self_extend(const struct llama_context * ctx, int32_t *
 
 LLAMA_API const char * llama_self_extend_strerror(int32_t status);
 
+// Whether the context runs flash attention: with LLAMA_FLASH_ATTN_TYPE_AUTO, what
+// llama.cpp resolved when it created the context (on where the devices of the layers
+// take it). Self-Extend layers then take their flash forms where the device does.
+LLAMA_API bool llama_se_flash_attn(const struct llama_context * ctx);
+
 #ifdef __cplusplus
 }
 #endif

@@ -173,3 +173,7 @@ const char * llama_self_extend_strerror(int32_t status) {
         default:                   return "unknown Self-Extend status";
     }
 }
+
+bool llama_se_flash_attn(const llama_context * ctx) {
+    return ctx != nullptr && llama_se_access::cparams(*ctx).flash_attn;
+}

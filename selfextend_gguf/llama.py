@@ -26,7 +26,7 @@ from .engine.errors import RpcServerLost
 from .engine.generation import LogitsProcessor, logits_processors
 from .engine.logprobs import log_softmax
 from .engine.prefix import common_prefix_length
-from .engine.sampling import LLAMA_DEFAULT_SEED, SamplingParams, logit_bias_of, new_sampler, prime
+from .engine.sampling import LLAMA_DEFAULT_SEED, SamplingParams, new_sampler, prime
 from .engine.scheduler import BatchScheduler
 from .engine.sequence import Sequence as EngineSequence
 from .engine.state import LlamaState
@@ -124,7 +124,7 @@ class Llama:
         logits_all: bool = False,
         embedding: bool = False,
         offload_kqv: bool = True,
-        flash_attn: bool = False,
+        flash_attn: Union[bool, str, None] = "auto",
         op_offload: Optional[bool] = None,
         swa_full: Optional[bool] = None,
         no_perf: bool = False,
@@ -190,7 +190,7 @@ class Llama:
             return
 
         arch = self._model.meta("general.architecture") or "unknown"
-        engine_limits.check(arch, bool(flash_attn))
+        flash_attn = engine_limits.flash_attn_for(arch, context_options.flash_attn_type(flash_attn))
         n_ctx_train = self._model.n_ctx_train()
         if n_ctx == 0:
             n_ctx = n_ctx_train
@@ -224,13 +224,14 @@ class Llama:
         self._state_settings = {
             "arch": arch, "n_ctx": n_ctx, "n_seq_max": options.n_seq_max,
             "self_extend": [settings.group_size, settings.neighbor_window] if settings else None,
-            "type_k": options.type_k, "type_v": options.type_v, "flash_attn": options.flash_attn,
+            "type_k": options.type_k, "type_v": options.type_v, "flash_attn": None,  # as resolved, below
             "rope": [options.rope_scaling_type, options.rope_freq_base, options.rope_freq_scale,
                      options.yarn_ext_factor, options.yarn_attn_factor, options.yarn_beta_fast,
                      options.yarn_beta_slow, options.yarn_orig_ctx],
             "swa_full": options.swa_full, "lora": [str(lora_path), float(lora_scale)] if lora_path else None,
         }
         self._ctx = _core.Context(self._model, options)
+        self._state_settings["flash_attn"] = self._ctx.flash_attn()
         if settings is not None:
             self._ctx.set_self_extend(settings.group_size, settings.neighbor_window)
         self._self_extend = settings
@@ -285,6 +286,12 @@ class Llama:
 
     def n_vocab(self) -> int:
         return self._n_vocab
+
+    @property
+    def flash_attn(self) -> bool:
+        """Whether flash attention is on (flash_attn="auto", the default: as resolved for
+        the devices; on the CPU, Self-Extend's own flash kernel runs its layers)."""
+        return bool(self._state_settings["flash_attn"]) if self._ctx is not None else False
 
     @property
     def self_extend(self) -> Optional[se.SelfExtend]:

@@ -83,7 +83,7 @@ def run_captured(model_path: str, tokens: Sequence[int], chunks: Sequence[int], 
     options = _core.ContextOptions()
     options.n_ctx, options.n_batch, options.n_ubatch = n_ctx, max(chunks), n_ubatch
     options.type_k = options.type_v = 0  # f32: the check is exact up to float rounding
-    options.flash_attn = flash_attn
+    options.flash_attn_type = int(bool(flash_attn))
     options.capture_layers = True
     if model_options is None:
         model_options = _core.ModelOptions()

@@ -64,7 +64,7 @@ def test_every_self_extend_layer_matches_algorithm1(arch_models, random_tokens, 
 def test_group_size_one_is_vanilla_bit_for_bit(arch_models, random_tokens, arch):
     m = arch_models[arch]
     tokens = random_tokens(N, seed=32)
-    vanilla = Llama(str(m.path), n_ctx=N, type_k="f32", type_v="f32", logits_all=True, group_size=1,
+    vanilla = Llama(str(m.path), n_ctx=N, type_k="f32", type_v="f32", logits_all=True, group_size=1, flash_attn=False,
                     n_gpu_layers=N_GPU_LAYERS)
     vanilla.eval(tokens)
     options = _core.ContextOptions()
@@ -82,6 +82,7 @@ def test_self_extend_changes_long_prompts(arch_models, random_tokens, arch):
     runs = []
     for group_size in (1, G):
         llm = Llama(str(m.path), n_ctx=N, type_k="f32", type_v="f32", logits_all=True, group_size=group_size,
+                    flash_attn=False,
                     neighbor_window=W, n_gpu_layers=N_GPU_LAYERS)
         llm.eval(tokens)
         runs.append(llm.scores[:N].copy())

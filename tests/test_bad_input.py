@@ -96,7 +96,7 @@ def test_architecture_without_rope(tmp_path):
     (dict(n_ctx=-1), "n_ctx must be an integer >= 1"),
     (dict(n_batch=0), "n_batch must be an integer >= 1"),
     (dict(type_k="q3_x"), "type_k must be one of"),
-    (dict(type_v="q8_0"), "quantized V cache .* needs flash_attn=True"),
+    (dict(type_v="q8_0", flash_attn=False), "quantized V cache .* needs flash attention"),
 ])
 def test_invalid_parameters(tiny_llama_512, kwargs, message):
     options = dict(n_ctx=1024)
@@ -180,4 +180,5 @@ def test_interrupted_prefill_rolls_back(tiny_llama_512, random_tokens):
     fresh = Llama(str(tiny_llama_512.path), n_ctx=1024, n_batch=64, logits_all=True)
     fresh.eval(first + more)
     # (equal up to float rounding: the two runs split the tokens into different batches)
-    assert np.allclose(llm.scores[:150], fresh.scores[:150], atol=1e-4, rtol=0)
+    # (flash attention on, the default, rounds Q to f16 on the CPU: a little more)
+    assert np.allclose(llm.scores[:150], fresh.scores[:150], atol=2e-3, rtol=0)

@@ -213,7 +213,8 @@ def test_shifted_cache_positions_keep_relative_attention(tiny_llama_512, random_
     prompt, nxt = random_tokens(100, seed=4), random_tokens(5, seed=5)
     runs = []
     for shift_after_eval in (True, False):
-        llm = Llama(str(tiny_llama_512.path), n_ctx=400, group_size=1, type_k="f32", type_v="f32")
+        llm = Llama(str(tiny_llama_512.path), n_ctx=400, group_size=1, type_k="f32", type_v="f32",
+                    flash_attn=False)
         if shift_after_eval:
             llm.eval_at(prompt, 0)
             llm.kv_seq_add(0, 100, 37)

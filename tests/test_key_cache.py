@@ -17,8 +17,9 @@ TOL = 1e-3
 
 
 def make(model, **kwargs):
+    # flash attention off unless a test asks: the tolerances are those of f32 attention
     options = dict(n_ctx=N_CTX, type_k="f32", type_v="f32", logits_all=True, group_size=G,
-                   neighbor_window=W, n_batch=64, n_ubatch=64, n_gpu_layers=N_GPU_LAYERS)
+                   neighbor_window=W, n_batch=64, n_ubatch=64, n_gpu_layers=N_GPU_LAYERS, flash_attn=False)
     options.update(kwargs)
     return Llama(str(model.path), **options)
 
@@ -87,7 +88,7 @@ def test_two_sequences_in_one_context_each_equal_their_own_run(tiny_llama, rando
     options = _core.ContextOptions()
     options.n_ctx, options.n_batch, options.n_ubatch, options.n_seq_max = 2 * N_CTX, 64, 64, 2
     options.type_k = options.type_v = 0  # f32
-    options.flash_attn = flash
+    options.flash_attn_type = int(bool(flash))
     ctx = _core.Context(core_model(tiny_llama.path), options)
     ctx.set_self_extend(G, W)
     rows = {0: [], 1: []}

@@ -36,7 +36,7 @@ struct ContextOptions {
     int32_t  n_threads_batch = 1;
     int      type_k = GGML_TYPE_F16;
     int      type_v = GGML_TYPE_F16;
-    bool     flash_attn = false;
+    int      flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;  // -1 auto (llama.cpp resolves it), 0 off, 1 on
     bool     kv_unified = true;
     int      rope_scaling_type = LLAMA_ROPE_SCALING_TYPE_UNSPECIFIED;
     float    rope_freq_base = 0.0f;
@@ -64,7 +64,7 @@ std::unique_ptr<Context> create_context(std::shared_ptr<Model> model, const Cont
     p.n_threads_batch   = o.n_threads_batch;
     p.type_k            = (ggml_type) o.type_k;
     p.type_v            = (ggml_type) o.type_v;
-    p.flash_attn_type   = o.flash_attn ? LLAMA_FLASH_ATTN_TYPE_ENABLED : LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    p.flash_attn_type   = (llama_flash_attn_type) o.flash_attn_type;
     p.kv_unified        = o.kv_unified;
     p.rope_scaling_type = (llama_rope_scaling_type) o.rope_scaling_type;
     p.rope_freq_base    = o.rope_freq_base;
@@ -359,7 +359,7 @@ void bind_context(py::module_ & m) {
         .def_readwrite("n_threads_batch", &ContextOptions::n_threads_batch)
         .def_readwrite("type_k", &ContextOptions::type_k)
         .def_readwrite("type_v", &ContextOptions::type_v)
-        .def_readwrite("flash_attn", &ContextOptions::flash_attn)
+        .def_readwrite("flash_attn_type", &ContextOptions::flash_attn_type)
         .def_readwrite("kv_unified", &ContextOptions::kv_unified)
         .def_readwrite("capture_layers", &ContextOptions::capture_layers)
         .def_readwrite("rope_scaling_type", &ContextOptions::rope_scaling_type)
@@ -425,6 +425,8 @@ void bind_context(py::module_ & m) {
         .def("request_abort", [](Context & c) { c.abort_requested = true; },
              "Ask a running decode (in another thread) to stop after its current ubatch.")
         .def("n_ctx",     [](const Context & c) { return llama_n_ctx(c.ctx); })
+        .def("flash_attn", [](const Context & c) { return llama_se_flash_attn(c.ctx); },
+             "Whether flash attention is on (auto: as llama.cpp resolved it for the devices).")
         .def("n_batch",   [](const Context & c) { return llama_n_batch(c.ctx); })
         .def("n_ubatch",  [](const Context & c) { return llama_n_ubatch(c.ctx); })
         .def("n_seq_max", [](const Context & c) { return llama_n_seq_max(c.ctx); })

