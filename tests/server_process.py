@@ -49,6 +49,15 @@ class ServerProcess:
                 self.proc.kill()
 
 
+def tool_template_server(model_path, n_ctx: int, *args: str) -> ServerProcess:
+    """A server over a tiny model with Mistral Nemo's template, whose tool calls start with
+    one special token, [TOOL_CALLS] (a test's logit_bias on it makes a random model call)."""
+    from chat_templates import MISTRAL_NEMO, template_path
+
+    return ServerProcess("--model", str(model_path), "--n-ctx", str(n_ctx), "--parallel", "2", "--threads", "1",
+                         "--chat-template-file", str(template_path(MISTRAL_NEMO)), *args)
+
+
 def openai_client(server: ServerProcess):
     import openai
 

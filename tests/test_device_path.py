@@ -8,8 +8,6 @@ build) the device's."""
 
 import os
 import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest

@@ -1,7 +1,6 @@
 """The OpenAI-compatible server, driven by the official `openai` client and httpx over
 loopback, with the tiny test model (the default model: test_server_default_model.py)."""
 
-import json
 import threading
 import time
 

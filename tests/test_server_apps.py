@@ -9,10 +9,9 @@ import httpx
 import pydantic
 import pytest
 
-import chat_templates as ct
 from app_models import SPECIAL_TOKENS, non_ascii_ban, write_app_model
 from selfextend_gguf import Llama
-from server_process import ServerProcess, openai_client
+from server_process import openai_client, tool_template_server
 
 N_CTX = 4096   # beyond the tiny model's trained 512: Self-Extend is on
 
@@ -29,10 +28,7 @@ def app_model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(app_model):
-    # Mistral's template: its tool calls start with one special token, [TOOL_CALLS]
-    srv = ServerProcess("--model", str(app_model.path), "--n-ctx", str(N_CTX), "--parallel", "2",
-                        "--threads", "1", "--chat-template-file", str(ct.template_path(ct.MISTRAL_NEMO)),
-                        "--embedding", "--pooling", "mean")
+    srv = tool_template_server(app_model.path, N_CTX, "--embedding", "--pooling", "mean")
     yield srv
     srv.stop()
 

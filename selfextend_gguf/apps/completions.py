@@ -15,6 +15,7 @@ from . import responses
 from .chat_format import RenderedChat
 from ..engine.generation import Generation, LogitsProcessor, logits_processors
 from .host import ModelHost
+from .infill import fim_prompt
 from .grammar import output_format_grammar, response_format_schema, user_grammar
 from ..engine.sampling import GrammarSpec, SamplingParams, new_sampler
 
@@ -71,21 +72,6 @@ def _generation(llm: "ModelHost", prompt_tokens: List[int], sampling: SamplingPa
 
 
 # ---------------------------------------------------------------------------- completions
-
-def fim_prompt(llm: "ModelHost", prefix: Union[str, bytes, Sequence[int]], suffix: str, spm_infill: bool) -> List[int]:
-    """Fill-in-the-middle: the vocabulary's FIM tokens around prefix and suffix (PSM order,
-    or SPM with spm_infill), as llama.cpp's infill does."""
-    pre, suf, mid = llm.model.token_fim_pre(), llm.model.token_fim_suf(), llm.model.token_fim_mid()
-    if min(pre, suf, mid) < 0:
-        raise ValueError("suffix= needs fill-in-the-middle tokens (FIM prefix, suffix and middle) in the model's "
-                         "vocabulary, and this model has none; use a code model trained for infilling")
-    prefix_tokens = list(prefix) if not isinstance(prefix, (str, bytes)) else llm.tokenize(prefix, add_bos=False)
-    suffix_tokens = llm.tokenize(suffix, add_bos=False) if suffix else []
-    bos = [llm.token_bos()] if llm.model.add_bos() and llm.token_bos() >= 0 else []
-    if spm_infill:
-        return bos + [suf] + suffix_tokens + [pre] + prefix_tokens + [mid]
-    return bos + [pre] + prefix_tokens + [suf] + suffix_tokens + [mid]
-
 
 def completion(llm: "ModelHost", prompt: Union[str, bytes, Sequence[int]], sampling: SamplingParams,
                options: GenerationOptions, *, suffix: Optional[str] = None, logprobs: Optional[int] = None,

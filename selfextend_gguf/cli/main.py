@@ -31,8 +31,10 @@ def _common_options() -> argparse.ArgumentParser:
     g.add_argument("--n-batch", "-b", type=int, default=512)
     g.add_argument("--n-ubatch", "-ub", type=int, default=512)
     g.add_argument("--type-k", default="f16", help="K cache type: f32, f16, q8_0")
-    g.add_argument("--type-v", default="f16", help="V cache type: f32, f16 (q8_0 with --flash-attn)")
-    g.add_argument("--flash-attn", "-fa", action="store_true")
+    g.add_argument("--type-v", default="f16", help="V cache type: f32, f16 (q8_0 with flash attention)")
+    g.add_argument("--flash-attn", "-fa", nargs="?", const="on", default="auto", choices=("on", "off", "auto"),
+                   help="flash attention, as llama.cpp's -fa: auto (default: on where the device runs it; on "
+                        "the CPU, Self-Extend's own flash kernel), on, off; --flash-attn alone means on")
     g.add_argument("--verbose", "-v", action="store_true", help="show llama.cpp's logs")
     g.add_argument("--rpc", default=None, metavar="HOST:PORT,...",
                    help="RPC servers (`selfextend-gguf rpc-server`) to place layers on (llama.cpp's flag)")
@@ -257,7 +259,7 @@ def cmd_serve(args) -> int:
                                min_tokens=args.prompt_cache_min_tokens)
     serve(lambda **kw: _open_llama(args, args.n_ctx or 8192, **extra, **kw), args.host, args.port, args.parallel,
           args.queue_size, args.api_key, "info" if args.verbose else "warning", prompt_cache=cache,
-          slot_save_path=args.slot_save_path)
+          slot_save_path=args.slot_save_path, metrics=args.metrics)
     return 0
 
 
@@ -323,7 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--parallel", "-np", type=int, default=1, help="requests served at the same time (slots)")
     p.add_argument("--queue-size", type=int, default=16, help="requests that may wait for a slot; beyond: 503")
-    p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1")
+    p.add_argument("--api-key", default=None,
+                   help="require 'Authorization: Bearer KEY' (or 'x-api-key: KEY') on every route but /health")
     p.add_argument("--embedding", "--embeddings", action="store_true",
                    help="answer /v1/embeddings (as llama-server's --embedding)")
     p.add_argument("--pooling", default=None, choices=["none", "mean", "cls", "last", "rank"],
@@ -338,6 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="shorter prompts are not cached")
     p.add_argument("--slot-save-path", default=None, metavar="DIR",
                    help="enable POST /slots/{id}?action=save|restore with files in DIR (llama-server's flag)")
+    p.add_argument("--metrics", action="store_true",
+                   help="serve Prometheus metrics at /metrics (llama-server's flag)")
     p.set_defaults(func=cmd_serve)
 
     from ..eval.cli import add_parser as add_eval_parser

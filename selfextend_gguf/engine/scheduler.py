@@ -110,6 +110,8 @@ class BatchScheduler:
                                     seq_id=i, whole_context=False)) for i in range(n)]
         self.n_batch = self.ctx.n_batch()
         self._cv = threading.Condition()
+        # called after every decode with the number of busy slots (the server's metrics)
+        self.on_decode: Optional[Callable[[int], None]] = None
         self._waiting: Deque[Job] = collections.deque()
         self._calls: Deque = collections.deque()    # functions to run between steps
         self._admitted: List[Job] = []     # in order of admission
@@ -354,7 +356,10 @@ class BatchScheduler:
             pos += range(first, first + len(chunk))
             seq += [job.slot.seq_id] * len(chunk)
             out += outputs
-        return self.ctx.decode_batch(tokens, pos, seq, out)
+        rows = self.ctx.decode_batch(tokens, pos, seq, out)
+        if self.on_decode is not None:
+            self.on_decode(sum(slot.job is not None for slot in self.slots))
+        return rows
 
     def _evict_idle(self, spare=()) -> bool:
         """Free the cells of idle slots (not those in spare), least recently used first;

@@ -17,52 +17,65 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..engine.scheduler import BatchScheduler
 from ..llama import Llama
 from .context import ServerContext
-from .errors import error_for, error_response, validation_message
-from .routes import native, openai
+from .errors import error_for, error_response, style_of, validation_message
+from .metrics import Metrics
+from .routes import anthropic, native, native_completion, openai, responses
 from .slots import Admission
 
-# paths that need the API key when the server has one (llama-server's /health stays open)
-_KEYED_PREFIXES = ("/v1", "/slots")
-_KEYED_PATHS = ("/tokenize", "/detokenize")
+# paths open without the API key when the server has one (as llama-server's)
+_PUBLIC_PATHS = ("/health", "/v1/health")
+
+
+def _api_key_of(request: Request) -> str:
+    """The key a client sent: OpenAI's clients send 'Authorization: Bearer <key>', Anthropic's
+    'x-api-key: <key>'."""
+    key = request.headers.get("authorization") or request.headers.get("x-api-key") or ""
+    return key[len("Bearer "):] if key.startswith("Bearer ") else key
 
 
 def create_app(llm0: Llama, scheduler: BatchScheduler, max_queue: int, model_name: str,
-               api_key: Optional[str] = None, slot_save_path: Optional[str] = None) -> FastAPI:
+               api_key: Optional[str] = None, slot_save_path: Optional[str] = None,
+               metrics: bool = False) -> FastAPI:
     """The app over one Llama and its batch scheduler; with the Llama made with
-    embedding=True, /v1/embeddings answers too, and with slot_save_path the slot actions
-    (save, restore, erase) of llama-server."""
+    embedding=True, /v1/embeddings answers too, with slot_save_path the slot actions
+    (save, restore, erase) of llama-server, and with metrics its /metrics."""
     app = FastAPI(title="selfextend-gguf", version="0.1.0")
     n_slots = len(scheduler.slots)
     app.state.server = ServerContext(
         llm=llm0, scheduler=scheduler, admission=Admission(n_slots, max_queue),
         executor=ThreadPoolExecutor(max_workers=n_slots + max_queue + 1, thread_name_prefix="request"),
-        model_name=model_name, max_queue=max_queue, api_key=api_key, slot_save_path=slot_save_path)
+        model_name=model_name, max_queue=max_queue, api_key=api_key, slot_save_path=slot_save_path,
+        metrics=Metrics(scheduler) if metrics else None)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, err: RequestValidationError):
         message, param = validation_message(err)
-        return error_response(400, message, param=param)
+        return error_response(400, message, param=param, style=style_of(request.url.path))
 
     @app.exception_handler(Exception)
     async def on_unexpected_error(request: Request, err: Exception):
         # anything a route did not answer itself: still an OpenAI-style body, never
         # Starlette's plain-text "Internal Server Error"
-        return error_for(err)
+        return error_for(err, style=style_of(request.url.path))
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, err: StarletteHTTPException):
         return error_response(err.status_code, str(err.detail),
-                              type_="invalid_request_error" if err.status_code < 500 else "server_error")
+                              type_="invalid_request_error" if err.status_code < 500 else "server_error",
+                              style=style_of(request.url.path))
 
     @app.middleware("http")
     async def check_api_key(request: Request, call_next):
         path = request.url.path
-        if api_key and (path.startswith(_KEYED_PREFIXES) or path in _KEYED_PATHS):
-            if request.headers.get("authorization", "") != f"Bearer {api_key}":
-                return error_response(401, "invalid or missing API key (send 'Authorization: Bearer <key>')",
-                                      code="invalid_api_key")
+        if api_key and path not in _PUBLIC_PATHS and _api_key_of(request) != api_key:
+            return error_response(401, "invalid or missing API key (send 'Authorization: Bearer <key>' or "
+                                       "'x-api-key: <key>')", type_="authentication_error",
+                                  code="invalid_api_key", style=style_of(path))
         return await call_next(request)
 
     app.include_router(native.router)
+    app.include_router(native_completion.router)
     app.include_router(openai.router)
+    app.include_router(responses.router)
+    app.include_router(anthropic.router)
     return app

@@ -6,7 +6,6 @@ which removes its cells at once."""
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 from typing import Any, Callable
 
@@ -15,28 +14,33 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from . import requests
 from .context import ServerContext
-from .errors import Cancelled, QueueFull, error_body, error_for, error_response
+from .errors import Cancelled, QueueFull, error_for
+from .metrics import RequestClock
+from .stream_format import OPENAI, StreamFormat
 
 
 async def run(server: ServerContext, request: Request, stream: bool, call: Callable[..., Any],
-              include_usage: bool = False):
+              include_usage: bool = False, stream_format: StreamFormat = OPENAI, error_style: str = "openai"):
     """Run call(stream, progress_callback, stopping_criteria) in a worker thread; a stream
-    ends with a usage chunk when include_usage."""
+    ends with a usage chunk when include_usage (OpenAI's stream_options) and is written
+    in stream_format; errors before the first piece are answered in error_style."""
     try:
         server.admission.enter()
     except QueueFull:
-        return error_response(503, f"server busy: all {server.n_slots} slots are in use and "
-                                   f"{server.max_queue} requests are waiting; retry later",
-                              type_="server_error", code="queue_full")
+        return error_for(QueueFull(f"server busy: all {server.n_slots} slots are in use and "
+                                   f"{server.max_queue} requests are waiting; retry later"), style=error_style)
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
     cancelled = threading.Event()
+    clock = RequestClock() if server.metrics is not None else None   # counted for --metrics
 
     # both checked by the scheduler at each step; raising ends the request there and
     # frees its cells at once
     def check_cancel(done: int, total: int) -> None:
         if cancelled.is_set():
             raise Cancelled()
+        if clock is not None:
+            clock.prompt_read(done, total)
 
     def stop_if_cancelled(ids, logits) -> bool:
         if cancelled.is_set():
@@ -53,16 +57,22 @@ async def run(server: ServerContext, request: Request, stream: bool, call: Calla
                 try:
                     for chunk in result:
                         usage = chunk.pop("usage", None)
+                        if clock is not None:
+                            clock.saw(chunk, usage)
                         put("chunk", chunk)
                         if usage is not None and include_usage:
                             put("chunk", requests.usage_chunk(chunk, usage))
                 finally:
                     result.close()
             else:
+                if clock is not None:
+                    clock.saw(result)
                 put("result", result)
         except BaseException as err:  # noqa: BLE001 - reported to the client below
             put("error", err)
         finally:
+            if clock is not None:
+                server.metrics.finished(clock)
             put("end", None)
 
     future = loop.run_in_executor(server.executor, worker)
@@ -76,7 +86,7 @@ async def run(server: ServerContext, request: Request, stream: bool, call: Calla
         first = await queue.get()
         if first[0] == "error":
             await future
-            return error_for(first[1])
+            return error_for(first[1], style=error_style)
 
         async def events():
             item = first
@@ -84,11 +94,12 @@ async def run(server: ServerContext, request: Request, stream: bool, call: Calla
                 while True:
                     kind, value = item
                     if kind == "chunk":
-                        yield f"data: {json.dumps(value)}\n\n"
+                        yield stream_format.encode(value)
                     elif kind == "error":
-                        yield f"data: {json.dumps(error_body(value))}\n\n"
+                        yield stream_format.error(value)
                     elif kind == "end":
-                        yield "data: [DONE]\n\n"
+                        if stream_format.end:
+                            yield stream_format.end
                         return
                     item = await queue.get()
             finally:
@@ -110,7 +121,7 @@ async def run(server: ServerContext, request: Request, stream: bool, call: Calla
         watcher.cancel()
     await future
     if kind == "error":
-        return error_for(value)
+        return error_for(value, style=error_style)
     return JSONResponse(value)
 
 

@@ -11,6 +11,7 @@ from fastapi import Request
 
 from ..engine.scheduler import BatchScheduler
 from ..llama import Llama
+from .metrics import Metrics
 from .slots import Admission
 
 
@@ -25,6 +26,8 @@ class ServerContext:
     max_queue: int
     api_key: Optional[str] = None
     slot_save_path: Optional[str] = None
+    # llama-server's /metrics (--metrics); None when off
+    metrics: Optional[Metrics] = None
 
     @property
     def n_slots(self) -> int:

@@ -12,7 +12,8 @@ from .app import create_app
 
 
 def serve(make_llama: Callable[..., Llama], host: str, port: int, parallel: int, queue_size: int,
-          api_key: str = None, log_level: str = "info", prompt_cache=None, slot_save_path: str = None) -> None:
+          api_key: str = None, log_level: str = "info", prompt_cache=None, slot_save_path: str = None,
+          metrics: bool = False) -> None:
     """One model and one context for every request: make_llama(n_seq_max=...) is called
     once, and --parallel slots are sequences of its context (plus one for embeddings),
     decoded together by a batch scheduler. prompt_cache (a LlamaRAMCache or
@@ -31,5 +32,5 @@ def serve(make_llama: Callable[..., Llama], host: str, port: int, parallel: int,
           + (f"Self-Extend G={se.group_size} W={se.neighbor_window}" if se else "vanilla attention"),
           file=sys.stderr, flush=True)
     app = create_app(llm, scheduler, queue_size, os.path.basename(llm.model_path), api_key,
-                     slot_save_path=slot_save_path)
+                     slot_save_path=slot_save_path, metrics=metrics)
     uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -56,20 +56,32 @@ def check_completion(kwargs: Dict[str, Any]) -> None:
     output_format_grammar(response_format_schema(kwargs["response_format"]))
 
 
-def chat_prompt_tokens(llm: Llama, messages: List[Dict[str, Any]], kwargs: Dict[str, Any]) -> List[int]:
-    """The prompt's tokens (to pick the slot with the longest cached prefix); renders the
-    template with the tools and format asked for, so bad ones are a 400 here."""
+def chat_prompt(llm: Llama, messages: List[Dict[str, Any]], kwargs: Dict[str, Any]) -> str:
+    """The prompt text create_chat_completion renders for these arguments (the tools and
+    format asked for: bad ones are a 400 here)."""
     from ..apps.completions import legacy_functions
     from ..apps.grammar import response_format_schema, user_grammar
 
     tools, tool_choice = kwargs["tools"], kwargs["tool_choice"]
-    if kwargs["functions"] is not None:
-        tools, tool_choice = legacy_functions(kwargs["functions"], kwargs["function_call"])
+    if kwargs.get("functions") is not None:
+        tools, tool_choice = legacy_functions(kwargs["functions"], kwargs.get("function_call"))
     rendered = llm.chat_formatter.render(messages, tools=tools, tool_choice=tool_choice,
-                                         json_schema=response_format_schema(kwargs["response_format"]),
-                                         grammar=user_grammar(kwargs["grammar"]),
-                                         parallel_tool_calls=kwargs["parallel_tool_calls"])
-    return llm.prompt_tokens(rendered.prompt)
+                                         json_schema=response_format_schema(kwargs.get("response_format")),
+                                         grammar=user_grammar(kwargs.get("grammar")),
+                                         parallel_tool_calls=kwargs.get("parallel_tool_calls"))
+    return rendered.prompt
+
+
+def chat_prompt_tokens(llm: Llama, messages: List[Dict[str, Any]], kwargs: Dict[str, Any]) -> List[int]:
+    """The prompt's tokens (to pick the slot with the longest cached prefix), checked to
+    leave room for an answer."""
+    return llm.prompt_tokens(chat_prompt(llm, messages, kwargs))
+
+
+def count_chat_tokens(llm: Llama, messages: List[Dict[str, Any]], kwargs: Dict[str, Any]) -> int:
+    """The prompt's token count as usage would report it, for the token-counting routes: a
+    prompt too long for the context is counted too (that is how a client finds out)."""
+    return len(llm.tokenize(chat_prompt(llm, messages, kwargs), add_bos=True, special=True))
 
 
 def check_embedding(llm: Llama, body: EmbeddingRequest) -> None:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationInfo, field_validator,
+                      model_validator)
 
 # accepted and without effect on the result
 IGNORED_FIELDS = {"user", "metadata", "store", "service_tier", "prompt_cache_key", "safety_identifier",
@@ -109,3 +110,152 @@ class TokenizeRequest(_Request):
 
 class DetokenizeRequest(_Request):
     tokens: List[int]
+
+
+# ---------------------------------------------------------------------------- llama-server's own
+
+# llama-server's default sampler order (llama.cpp's common sampling), the one this
+# server's chain follows; the samplers it does not implement are off in it
+DEFAULT_SAMPLERS = ["penalties", "dry", "top_n_sigma", "top_k", "typ_p", "top_p", "min_p", "xtc", "temperature"]
+DEFAULT_SAMPLER_CHARS = "edskypmxt"
+
+# fields accepted only at the value that turns them off: (is it off, why not otherwise)
+_OFF_ONLY = {
+    "dynatemp_range": (lambda v: v == 0, "dynamic temperature is not implemented; leave it 0"),
+    "top_n_sigma": (lambda v: v < 0, "top-n-sigma sampling is not implemented; leave it -1"),
+    "xtc_probability": (lambda v: v == 0, "XTC sampling is not implemented; leave it 0"),
+    "dry_multiplier": (lambda v: v == 0, "DRY sampling is not implemented; leave it 0"),
+    "adaptive_target": (lambda v: v < 0, "adaptive-p sampling is not implemented; leave it -1"),
+    "min_keep": (lambda v: v == 0, "min_keep is not implemented; leave it 0"),
+    "n_indent": (lambda v: v == 0, "n_indent is not implemented; leave it 0"),
+    "t_max_predict_ms": (lambda v: v <= 0, "a time limit on generation is not implemented; use n_predict"),
+    "post_sampling_probs": (lambda v: not v, "probabilities after the sampler chain are not available; n_probs "
+                                             "gives the model's own (before sampling)"),
+    "backend_sampling": (lambda v: not v, "backend sampling is not implemented"),
+    "return_progress": (lambda v: not v, "prompt progress events are not implemented"),
+    "grammar_lazy": (lambda v: not v, "lazy grammars (with triggers) are not implemented here"),
+    "grammar_triggers": (lambda v: not v, "grammar triggers are not implemented here"),
+    "preserved_tokens": (lambda v: not v, "preserved tokens are not implemented here"),
+    "n_cmpl": (lambda v: v == 1, "one completion per request here; send several requests"),
+    "n": (lambda v: v == 1, "one completion per request here; send several requests"),
+    "lora": (lambda v: not v, "per-request LoRA adapters are not implemented"),
+    "verbose": (lambda v: not v, "the __verbose field is not implemented"),
+}
+
+
+class NativeCompletionRequest(_Request):
+    """llama-server's /completion body, with its names and defaults. prompt: a string, a
+    list of token ids, or a list of strings and ids (one prompt). Fields that change
+    nothing here (cache_prompt: prompts always reuse cached cells; n_keep, n_discard and
+    n_cache_reuse: there is no context shift; the settings of samplers that are off) are
+    accepted."""
+    prompt: Any
+    model: Optional[str] = None
+    n_predict: Optional[int] = Field(None, ge=-1, description="-1: until a stop or the context's end")
+    max_tokens: Optional[int] = Field(None, ge=-1, description="n_predict's other name")
+    max_completion_tokens: Optional[int] = Field(None, ge=-1, description="n_predict's other name")
+    temperature: float = Field(0.8, ge=0.0)
+    top_k: int = Field(40, ge=0)
+    top_p: float = Field(0.95, ge=0.0, le=1.0)
+    min_p: float = Field(0.05, ge=0.0, le=1.0)
+    typical_p: float = Field(1.0, ge=0.0, le=1.0)
+    repeat_penalty: float = Field(1.0, gt=0.0)
+    repeat_last_n: int = Field(64, ge=-1)
+    presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    mirostat: int = Field(0, ge=0, le=2)
+    mirostat_tau: float = Field(5.0, gt=0.0)
+    mirostat_eta: float = Field(0.1, gt=0.0)
+    seed: int = Field(-1, description="-1: random")
+    stop: Optional[Union[str, List[str]]] = None
+    grammar: Optional[str] = None
+    json_schema: Optional[Dict[str, Any]] = None
+    logit_bias: Optional[Union[List[Any], Dict[str, Any]]] = Field(
+        None, description="[[token id or text, bias], ...] or {id or text: bias}; a bias of false bans")
+    n_probs: Optional[int] = Field(None, ge=0, le=20)
+    logprobs: Optional[int] = Field(None, ge=0, le=20, description="n_probs' other name")
+    ignore_eos: bool = False
+    stream: bool = False
+    stream_options: Optional[Dict[str, Any]] = None
+    cache_prompt: bool = True
+    id_slot: int = Field(-1, ge=-1, description="a hint: the scheduler picks the slot holding most of the prompt")
+    return_tokens: bool = False
+    timings_per_token: bool = False
+    response_fields: Optional[List[str]] = None
+    samplers: Optional[Union[List[str], str]] = None
+    n_keep: int = Field(0, ge=-1)
+    n_discard: int = Field(0, ge=0)
+    n_cache_reuse: int = Field(0, ge=0)
+    sse_ping_interval: Optional[float] = None
+    dynatemp_exponent: float = 1.0
+    xtc_threshold: float = 0.1
+    dry_base: float = 1.75
+    dry_allowed_length: int = 2
+    dry_penalty_last_n: int = 64
+    dry_sequence_breakers: Optional[List[str]] = None
+    adaptive_decay: float = 0.9
+    # off, or refused (_OFF_ONLY)
+    dynatemp_range: float = 0.0
+    top_n_sigma: float = -1.0
+    xtc_probability: float = 0.0
+    dry_multiplier: float = 0.0
+    adaptive_target: float = -1.0
+    min_keep: int = 0
+    n_indent: int = 0
+    t_max_predict_ms: int = -1
+    post_sampling_probs: bool = False
+    backend_sampling: bool = False
+    return_progress: bool = False
+    grammar_lazy: bool = False
+    grammar_triggers: Optional[List[Any]] = None
+    preserved_tokens: Optional[List[str]] = None
+    n_cmpl: int = 1
+    n: int = 1
+    lora: Optional[List[Any]] = None
+    verbose: bool = False
+
+    @field_validator(*_OFF_ONLY)
+    @classmethod
+    def only_off(cls, value, info: ValidationInfo):
+        is_off, why = _OFF_ONLY[info.field_name]
+        if value is not None and not is_off(value):
+            raise ValueError(why)
+        return value
+
+    @field_validator("samplers")
+    @classmethod
+    def default_order(cls, value):
+        if value is not None and value not in (DEFAULT_SAMPLERS, DEFAULT_SAMPLER_CHARS):
+            raise ValueError(f"another sampler order is not implemented; this server's is "
+                             f"{DEFAULT_SAMPLERS} (leave samplers out)")
+        return value
+
+    @property
+    def limit(self) -> int:
+        """n_predict, or its other names."""
+        for value in (self.n_predict, self.max_tokens, self.max_completion_tokens):
+            if value is not None:
+                return value
+        return -1
+
+    @property
+    def top_probs(self) -> int:
+        """n_probs, or logprobs."""
+        return self.n_probs if self.n_probs is not None else (self.logprobs or 0)
+
+
+class InfillChunk(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: StrictStr
+    filename: StrictStr = "tmp"
+
+
+class InfillRequest(NativeCompletionRequest):
+    """llama-server's /infill body: the code before and after the cursor (text, or text and
+    token ids), other files of the project, and prompt: the cursor's line so far (it
+    ends the prefix); besides, /completion's fields."""
+    prompt: StrictStr = ""
+    input_prefix: Union[StrictStr, List[Union[StrictInt, StrictStr]]]
+    input_suffix: Union[StrictStr, List[Union[StrictInt, StrictStr]]]
+    input_extra: List[InfillChunk] = Field(default_factory=list)

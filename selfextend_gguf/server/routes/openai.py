@@ -1,5 +1,5 @@
-"""The OpenAI-style API: /v1/models, /v1/completions, /v1/chat/completions and
-/v1/embeddings. Each request is checked here (bad input is a 400 before it queues),
+"""The OpenAI-style API: /v1/models, /v1/completions, /v1/chat/completions (also without
+/v1, and its input_tokens count), /v1/embeddings, and llama-server's /apply-template. Each request is checked here (bad input is a 400 before it queues),
 then runs on a slot of the batch scheduler through the bridge."""
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ async def _on_slots(server: ServerContext, request: Request, body, kwargs, creat
 
 
 @router.get("/v1/models")
+@router.get("/models")
 async def models(server: ServerContext = Depends(server_of)):
     llm = server.llm
     se = llm.self_extend
@@ -57,16 +58,41 @@ async def completions(body: CompletionRequest, request: Request, server: ServerC
 
 
 @router.post("/v1/chat/completions")
+@router.post("/chat/completions")
 async def chat_completions(body: ChatCompletionRequest, request: Request, server: ServerContext = Depends(server_of)):
     llm = server.llm
-    messages = [m.model_dump(exclude_none=True) for m in body.messages]
     try:
-        kwargs = requests.chat_kwargs(body)
+        messages, kwargs = _chat_of(body)
         requests.chat_prompt_tokens(llm, messages, kwargs)
     except Exception as err:  # noqa: BLE001 - bad input (400) or a broken model (500)
         return error_for(err)
 
     return await _on_slots(server, request, body, kwargs, lambda **kw: llm.create_chat_completion(messages, **kw))
+
+
+def _chat_of(body: ChatCompletionRequest):
+    return [m.model_dump(exclude_none=True) for m in body.messages], requests.chat_kwargs(body)
+
+
+@router.post("/v1/chat/completions/input_tokens")
+@router.post("/chat/completions/input_tokens")
+async def chat_input_tokens(body: ChatCompletionRequest, server: ServerContext = Depends(server_of)):
+    """llama-server's count of a chat request's prompt tokens (no generation)."""
+    try:
+        messages, kwargs = _chat_of(body)
+        return {"input_tokens": requests.count_chat_tokens(server.llm, messages, kwargs)}
+    except Exception as err:  # noqa: BLE001
+        return error_for(err)
+
+
+@router.post("/apply-template")
+async def apply_template(body: ChatCompletionRequest, server: ServerContext = Depends(server_of)):
+    """llama-server's rendering of a chat request's prompt (no generation)."""
+    try:
+        messages, kwargs = _chat_of(body)
+        return {"prompt": requests.chat_prompt(server.llm, messages, kwargs)}
+    except Exception as err:  # noqa: BLE001
+        return error_for(err)
 
 
 @router.post("/v1/embeddings")
