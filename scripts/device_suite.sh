@@ -23,7 +23,7 @@
 # test_device_path: op placement, the cache in device buffers, layers split between the
 # CPU and the device, states moved between CPU and device and between builds (the CPU
 # build's Python in SELFEXTEND_TEST_OTHER_PYTHON, default .venv/bin/python), and a passkey
-# beyond the default model's window.
+# beyond the default model's window; and flash_attn="auto" (test_api) resolving to the device's flash attention.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -74,4 +74,5 @@ exec "$PY" -m pytest -ra -p no:cacheprovider \
     tests/test_architectures.py tests/test_batching.py tests/test_compute_buffers.py tests/test_device_path.py \
     "tests/test_prompt_cache.py::test_a_loaded_prefix_gives_the_same_answer_and_only_the_suffix_is_evaluated" \
     "tests/test_prompt_cache.py::test_chat_with_a_cached_prefix_answers_the_same" \
+    "tests/test_api.py::test_flash_attn_defaults_to_auto" \
     -k "$SELECT" "${ARGS[@]}"

@@ -126,3 +126,24 @@ def test_type_names_and_ggml_ids_are_equivalent(tiny_llama, random_tokens):
     a.eval(tokens)
     b.eval(tokens)
     assert np.array_equal(a.scores[:30], b.scores[:30])
+
+
+def test_flash_attn_defaults_to_auto(tiny_llama_512, random_tokens):
+    """llama.cpp's -fa auto: on where the device runs flash attention (a CPU does: Self-Extend's
+    own kernel); True/False and llama.cpp's on/off force it; the fast path gives what the
+    forced one gives."""
+    from offload import N_GPU_LAYERS
+
+    tokens = random_tokens(700, seed=3)   # beyond the trained 512: Self-Extend is on
+    runs = {}
+    for setting in ("auto", True, "on", False, "off"):
+        llm = Llama(str(tiny_llama_512.path), n_ctx=1024, n_gpu_layers=N_GPU_LAYERS, logits_all=True,
+                    **({} if setting == "auto" else {"flash_attn": setting}))
+        assert llm.self_extend is not None
+        llm.eval(tokens)
+        runs[setting] = (llm.flash_attn, llm.scores[len(tokens) - 1].copy())
+    assert runs["auto"][0] is True and runs[True][0] is True and runs["on"][0] is True
+    assert runs[False][0] is False and runs["off"][0] is False
+    assert np.array_equal(runs["auto"][1], runs[True][1])
+    with pytest.raises(ValueError, match="flash_attn must be"):
+        Llama(str(tiny_llama_512.path), n_ctx=256, flash_attn="fast")
