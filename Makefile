@@ -47,6 +47,7 @@ run: install
 test: test-cpu test-vulkan
 
 test-cpu: install
+	@bash scripts/setup_browser.sh || echo "make test-cpu: chromium or chromedriver is missing (above): the browser tests skip"
 	$(PY) -m pytest -ra tests
 
 # the device suite with every layer on a Vulkan device (Mesa's lavapipe on a machine

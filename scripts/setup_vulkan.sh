@@ -39,21 +39,9 @@ if [ "${1:-}" = "--check" ]; then
     [ $old_mesa -eq 1 ] && echo "setup_vulkan.sh: Mesa $(mesa_major) is older than $MESA_MIN" >&2
     exit 1
 fi
-if ! command -v apt-get >/dev/null; then
-    echo "setup_vulkan.sh: no apt-get here: install glslc, the Vulkan headers and loader and a Vulkan driver" \
-         "yourself (the Vulkan SDK has them), then build with CMAKE_ARGS=-DGGML_VULKAN=ON" >&2
-    exit 2
-fi
-SUDO=()
-if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
-        SUDO=(sudo -n)
-    else
-        echo "setup_vulkan.sh: installing ${missing[*]:-a newer mesa-vulkan-drivers} needs root" >&2
-        exit 2
-    fi
-fi
-export DEBIAN_FRONTEND=noninteractive
+source "$(dirname "$0")/apt_root.sh"
+apt_root setup_vulkan.sh "${missing[*]:-a newer mesa-vulkan-drivers}" \
+    "install glslc, the Vulkan headers and loader and a Vulkan driver yourself (the Vulkan SDK has them), then build with CMAKE_ARGS=-DGGML_VULKAN=ON"
 apt_install() {
     # the package lists may be missing on a fresh machine, or stale
     "${SUDO[@]}" apt-get install -y -q --no-install-recommends "$@" >/dev/null 2>&1 ||

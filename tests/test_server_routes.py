@@ -101,3 +101,4 @@ def test_tools_on_a_template_without_them_through_every_protocol(server):
     assert msg.stop_reason == "tool_use"
     [use] = [b for b in msg.content if b.type == "tool_use"]
     jsonschema.validate(use.input, DICE["parameters"])
+

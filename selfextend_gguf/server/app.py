@@ -19,11 +19,16 @@ from ..llama import Llama
 from .context import ServerContext
 from .errors import error_for, error_response, style_of, validation_message
 from .metrics import Metrics
-from .routes import anthropic, native, native_completion, openai, responses
+from .routes import anthropic, native, native_completion, openai, responses, web
 from .slots import Admission
 
-# paths open without the API key when the server has one (as llama-server's)
-_PUBLIC_PATHS = ("/health", "/v1/health")
+# paths open without the API key when the server has one (as llama-server's); the chat
+# page and its files too: the page asks for the key and sends it on its API calls
+_PUBLIC_PATHS = ("/health", "/v1/health", "/")
+
+
+def _is_public(path: str) -> bool:
+    return path in _PUBLIC_PATHS or path.startswith(web.ASSET_PREFIX)
 
 
 def _api_key_of(request: Request) -> str:
@@ -67,7 +72,7 @@ def create_app(llm0: Llama, scheduler: BatchScheduler, max_queue: int, model_nam
     @app.middleware("http")
     async def check_api_key(request: Request, call_next):
         path = request.url.path
-        if api_key and path not in _PUBLIC_PATHS and _api_key_of(request) != api_key:
+        if api_key and not _is_public(path) and _api_key_of(request) != api_key:
             return error_response(401, "invalid or missing API key (send 'Authorization: Bearer <key>' or "
                                        "'x-api-key: <key>')", type_="authentication_error",
                                   code="invalid_api_key", style=style_of(path))
@@ -78,4 +83,5 @@ def create_app(llm0: Llama, scheduler: BatchScheduler, max_queue: int, model_nam
     app.include_router(openai.router)
     app.include_router(responses.router)
     app.include_router(anthropic.router)
+    app.include_router(web.router)
     return app

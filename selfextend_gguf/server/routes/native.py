@@ -60,6 +60,8 @@ async def props(server: ServerContext = Depends(server_of)):
         "is_sleeping": False,
         "n_ctx_train": llm.n_ctx_train(),
         "self_extend": {"group_size": se.group_size, "neighbor_window": se.neighbor_window} if se else None,
+        # where G and W came from: "eq. 5", "measured", "tuned" or "explicit" (None: vanilla)
+        "self_extend_origin": llm.self_extend_origin if se else None,
     }
 
 
