@@ -14,16 +14,17 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from . import requests
 from .context import ServerContext
-from .errors import Cancelled, QueueFull, error_for
+from .errors import Cancelled, QueueFull, error_for, style_of
 from .metrics import RequestClock
 from .stream_format import OPENAI, StreamFormat
 
 
 async def run(server: ServerContext, request: Request, stream: bool, call: Callable[..., Any],
-              include_usage: bool = False, stream_format: StreamFormat = OPENAI, error_style: str = "openai"):
+              include_usage: bool = False, stream_format: StreamFormat = OPENAI):
     """Run call(stream, progress_callback, stopping_criteria) in a worker thread; a stream
     ends with a usage chunk when include_usage (OpenAI's stream_options) and is written
-    in stream_format; errors before the first piece are answered in error_style."""
+    in stream_format; errors before the first piece are answered in the route's error shape."""
+    error_style = style_of(request.url.path)
     try:
         server.admission.enter()
     except QueueFull:

@@ -5,7 +5,7 @@ metadata, store, service_tier, ...) are accepted, as OpenAI-compatible servers d
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, ClassVar, Dict, List, Optional, Union
 
 from pydantic import (BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationInfo, field_validator,
                       model_validator)
@@ -15,13 +15,15 @@ IGNORED_FIELDS = {"user", "metadata", "store", "service_tier", "prompt_cache_key
                   "cache_prompt", "timings_per_token", "return_tokens", "id_slot", "t_max_predict_ms"}
 
 
-class _Request(BaseModel):
-    # unknown fields are collected (model_extra) and refused by refuse_unknown below
+class RequestBody(BaseModel):
+    # unknown fields are collected (model_extra) and refused by refuse_unknown below,
+    # except those a protocol accepts without effect (ignored_fields)
     model_config = ConfigDict(extra="allow")
+    ignored_fields: ClassVar[frozenset] = frozenset(IGNORED_FIELDS)
 
     @model_validator(mode="after")
     def refuse_unknown(self):
-        unknown = sorted(k for k in (self.model_extra or {}) if k not in IGNORED_FIELDS)
+        unknown = sorted(k for k in (self.model_extra or {}) if k not in self.ignored_fields)
         if unknown:
             raise ValueError(f"unsupported field(s) {', '.join(unknown)}: this server does not implement them, "
                              f"and ignoring them would change the result")
@@ -34,7 +36,7 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class _Sampling(_Request):
+class _Sampling(RequestBody):
     model: Optional[str] = None
     temperature: float = Field(0.8, ge=0.0)
     top_p: float = Field(0.95, ge=0.0, le=1.0)
@@ -92,7 +94,7 @@ class ChatCompletionRequest(_Sampling):
     top_logprobs: Optional[int] = Field(None, ge=0, le=20)
 
 
-class EmbeddingRequest(_Request):
+class EmbeddingRequest(RequestBody):
     input: Union[str, List[str], List[int], List[List[int]]]
     model: Optional[str] = None
     encoding_format: Optional[str] = Field("float", pattern="^(float|base64)$",
@@ -101,14 +103,14 @@ class EmbeddingRequest(_Request):
     dimensions: Optional[int] = None
 
 
-class TokenizeRequest(_Request):
+class TokenizeRequest(RequestBody):
     content: str
     add_special: bool = False
     parse_special: bool = True
     with_pieces: bool = False
 
 
-class DetokenizeRequest(_Request):
+class DetokenizeRequest(RequestBody):
     tokens: List[int]
 
 
@@ -143,7 +145,7 @@ _OFF_ONLY = {
 }
 
 
-class NativeCompletionRequest(_Request):
+class NativeCompletionRequest(RequestBody):
     """llama-server's /completion body, with its names and defaults. prompt: a string, a
     list of token ids, or a list of strings and ids (one prompt). Fields that change
     nothing here (cache_prompt: prompts always reuse cached cells; n_keep, n_discard and

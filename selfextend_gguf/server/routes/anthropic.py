@@ -11,38 +11,27 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Union
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field
 
 from ...apps import anthropic_messages
 from .. import requests, stream_format
 from ..bridge import run
 from ..context import ServerContext, server_of
 from ..errors import error_for
+from ..schemas import RequestBody
 
 router = APIRouter()
 
-# accepted and without effect on the result (the prompt cache is automatic)
-_IGNORED_FIELDS = {"metadata", "service_tier", "cache_control"}
-
-
-class _Conversation(BaseModel):
-    # unknown fields are collected (model_extra) and refused below; blocks are checked
-    # by apps/anthropic_messages.py
-    model_config = ConfigDict(extra="allow")
+class _Conversation(RequestBody):
+    # blocks are checked by apps/anthropic_messages.py; these are accepted and without
+    # effect on the result (the prompt cache is automatic)
+    ignored_fields = frozenset({"metadata", "service_tier", "cache_control"})
 
     model: Optional[str] = None
     messages: List[Any] = Field(min_length=1)
     system: Optional[Union[str, List[Any]]] = None
     tools: Optional[List[Any]] = None
     tool_choice: Optional[Dict[str, Any]] = None
-
-    @model_validator(mode="after")
-    def refuse_unknown(self):
-        unknown = sorted(k for k in (self.model_extra or {}) if k not in _IGNORED_FIELDS)
-        if unknown:
-            raise ValueError(f"unsupported field(s) {', '.join(unknown)}: this server does not implement them, "
-                             f"and ignoring them would change the result")
-        return self
 
     def chat(self):
         return anthropic_messages.chat_request(self.messages, self.system, self.tools, self.tool_choice)
@@ -88,8 +77,7 @@ async def messages(body: MessagesRequest, request: Request, server: ServerContex
                                                     body.stop_sequences)
         return anthropic_messages.message(result, server.model_name, body.stop_sequences)
 
-    return await run(server, request, body.stream, call, stream_format=stream_format.ANTHROPIC,
-                     error_style="anthropic")
+    return await run(server, request, body.stream, call, stream_format=stream_format.ANTHROPIC)
 
 
 @router.post("/v1/messages/count_tokens")

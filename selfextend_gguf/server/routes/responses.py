@@ -19,12 +19,12 @@ from .. import requests, stream_format
 from ..bridge import run
 from ..context import ServerContext, server_of
 from ..errors import error_for, validation_message
-from ..schemas import ChatCompletionRequest, _Request
+from ..schemas import ChatCompletionRequest, RequestBody
 
 router = APIRouter()
 
 
-class ResponsesRequest(_Request):
+class ResponsesRequest(RequestBody):
     """OpenAI's Responses request, with llama-server's sampling fields as chat takes them."""
     model: Optional[str] = None
     input: Union[str, List[Any]]
